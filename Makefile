@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine:  make book  ·  make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned: a local CPU wheel of this version exists on our machines; any other version pulls CUDA wheels.
+TORCH ?= torch==2.13.0
+JOBS ?= 2
+DATA ?= $(wildcard ../shared/data)
+
+.PHONY: setup export sync-check test test-lib test-nbs book clean
+.DEFAULT_GOAL := test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+export: setup
+	$(BIN)/nbdev_export
+
+# The package must equal what the notebooks export, and the tree must be clean afterwards.
+sync-check: export
+	@git diff --exit-code -- encoder_book || { echo "encoder_book/ differs from the notebooks: run 'make export' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- encoder_book)" || { git status --porcelain -- encoder_book; echo "untracked or changed files in encoder_book/: run 'make export' and commit"; exit 1; }
+
+test-lib: setup
+	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS)
+
+test-nbs: setup
+	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
+
+book: export
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+test: sync-check test-lib test-nbs book
+	@echo "make test: all checks passed"
+
+clean:
+	rm -rf _build .pytest_cache
