@@ -403,30 +403,57 @@ def save_pretrained(self, directory) -> Path:
     (d / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return d
 
+def _read_vocab_txt(vocab_file: Path) -> list[str]:
+    try:
+        text = vocab_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    vocab = text.split("\n")
+    if vocab[-1] == "": vocab.pop()
+    return vocab
+
+def _read_tokenizer_json(path: Path) -> tuple[list[str], dict]:
+    "Vocabulary and options from the tokenizer.json that HF's fast tokenizers save."
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        model, norm = spec["model"], spec.get("normalizer") or {}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a tokenizer.json file ({e})") from None
+    if model.get("type") != "WordPiece":
+        raise ValueError(f"{path} holds a {model.get('type')} tokenizer, not WordPiece")
+    by_id = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise ValueError(f"{path}: token ids are not 0..{len(by_id) - 1}")
+    opts = {"max_input_chars_per_word": model.get("max_input_chars_per_word", 100)}
+    if norm.get("type") == "BertNormalizer":
+        opts.update(lowercase=norm.get("lowercase", True), strip_accents=norm.get("strip_accents"))
+    return [t for t, _ in by_id], opts
+
 @patch_to(WordPieceTokenizer)
 @classmethod
 def from_pretrained(cls, path, **kwargs) -> "WordPieceTokenizer":
-    "Load from a directory holding vocab.txt (ours, or a downloaded BERT's) or from a vocab file itself."
+    "Load from a directory with vocab.txt or tokenizer.json (ours, HF's, a downloaded BERT's), or from such a file."
     p = Path(path)
-    vocab_file = p / "vocab.txt" if p.is_dir() else p
-    if not vocab_file.exists():
-        raise FileNotFoundError(f"no vocabulary file at {vocab_file}")
-    try:
-        lines = vocab_file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{vocab_file} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    vocab = [line.strip() for line in lines]   # HF strips each line too
-    if vocab and vocab[-1] == "": vocab = vocab[:-1]
-    if not vocab:
-        raise ValueError(f"{vocab_file} is empty")
+    candidates = [p / "vocab.txt", p / "tokenizer.json"] if p.is_dir() else [p]
+    found = next((f for f in candidates if f.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"no vocabulary file at {p}" + (" (looked for vocab.txt and tokenizer.json)"
+                                                                if p.is_dir() else ""))
     opts = {}
-    cfg_file = vocab_file.parent / "tokenizer_config.json"
+    if found.suffix == ".json":
+        vocab, opts = _read_tokenizer_json(found)
+    else:
+        vocab = _read_vocab_txt(found)
+    if not vocab:
+        raise ValueError(f"{found} is empty")
+    cfg_file = found.parent / "tokenizer_config.json"
     if cfg_file.exists():
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        opts = {"lowercase": cfg.get("do_lower_case", True), "strip_accents": cfg.get("strip_accents")}
+        if "do_lower_case" in cfg: opts["lowercase"] = cfg["do_lower_case"]
+        if "strip_accents" in cfg: opts["strip_accents"] = cfg["strip_accents"]
         if isinstance(cfg.get("model_max_length"), int) and cfg["model_max_length"] < 10**9:
             opts["model_max_length"] = cfg["model_max_length"]
     try:
         return cls(vocab, **{**opts, **kwargs})
     except ValueError as e:
-        raise ValueError(f"{vocab_file}: {e}") from None
+        raise ValueError(f"{found}: {e}") from None
