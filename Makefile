@@ -28,8 +28,9 @@ export: setup
 
 # The package must equal what the notebooks export, and the tree must be clean afterwards.
 sync-check: export
-	@git diff --exit-code -- encoder_book || { echo "encoder_book/ differs from the notebooks: run 'make export' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- encoder_book)" || { git status --porcelain -- encoder_book; echo "untracked or changed files in encoder_book/: run 'make export' and commit"; exit 1; }
+	@git diff --exit-code --stat || { echo "the tree differs from what is committed after nbdev_export: export, then commit (or stash) the changes"; exit 1; }
+	@test -z "$$(git status --porcelain)" || { git status --porcelain; echo "untracked files after nbdev_export: commit or ignore them"; exit 1; }
+	@echo "sync check: encoder_book/ equals what the notebooks export"
 
 test-lib: setup
 	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS)

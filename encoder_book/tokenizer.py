@@ -331,7 +331,7 @@ def train(cls, texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = T
     vocab = train_wordpiece(counts, vocab_size, score=score, progress=progress)
     return cls(vocab, lowercase=lowercase, strip_accents=strip_accents, **kwargs)
 
-# %% ../chapters/01_input_layer.ipynb #01inpu-029
+# %% ../chapters/01_input_layer.ipynb #01inpu-030
 def _truncate_pair(a: list, b: list | None, budget: int):
     "HF's 'longest_first': the shorter segment keeps up to half the budget, the longer one takes the rest."
     if b is None:
@@ -387,7 +387,7 @@ def __call__(self, texts, text_pair=None, padding=True, truncation=True, max_len
         out = {k: v[0] for k, v in out.items()}
     return BatchEncoding(out)
 
-# %% ../chapters/01_input_layer.ipynb #01inpu-032
+# %% ../chapters/01_input_layer.ipynb #01inpu-033
 @patch_to(WordPieceTokenizer)
 def save_pretrained(self, directory) -> Path:
     "Write vocab.txt (one token per line) and tokenizer_config.json: loadable by transformers.BertTokenizer(Fast)."
