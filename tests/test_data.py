@@ -1,0 +1,279 @@
+"encoder_book.data: loaders (good and bad files), label mapping, sources and atomic writes, tokenization, batches."
+import io
+import json
+import sys
+import types
+import urllib.error
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import encoder_book.core as core
+import encoder_book.data as data
+from encoder_book.data import (DataError, DataNotFound, LabelledData, TokenizedData, atomic_write, dataloader,
+                               iter_batches, load_corpus, load_label_names, load_labelled, locate, make_batches,
+                               pack_corpus, pad_collate, padding_stats, tokenize_dataset)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    "An empty local data folder, an empty cache, no network, and no HF `datasets`."
+    monkeypatch.setenv("ENCODER_BOOK_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ENCODER_BOOK_CACHE", str(tmp_path / "cache"))
+    def offline(*a, **k): raise urllib.error.URLError("no network in tests")
+    monkeypatch.setattr(core.urllib.request, "urlopen", offline)
+    monkeypatch.setitem(sys.modules, "datasets", None)          # import datasets -> ImportError
+    return tmp_path
+
+
+def write(path, text, encoding="utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def files_under(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+# ---------------------------------------------------------------- labelled files
+
+def test_tsv_with_int_labels_and_quotes(tmp_path):
+    f = write(tmp_path / "a.tsv", 'sentence\tlabel\nit\'s "great" \t1\nbad\t0\n\n')
+    d = load_labelled(f)
+    assert d.texts == ['it\'s "great" ', "bad"] and d.labels == [1, 0] and d.label_names is None
+    assert d.num_labels == 2 and len(d) == 2 and d[0] == ('it\'s "great" ', 1)
+
+
+def test_csv_string_labels_sorted_and_saved(tmp_path):
+    f = write(tmp_path / "a.csv", 'text,label\n"a, b",pos\nc,neg\n"say ""hi""",neu\n')
+    d = load_labelled(f)
+    assert d.texts == ["a, b", "c", 'say "hi"']
+    assert d.label_names == ["neg", "neu", "pos"] and d.labels == [2, 0, 1]
+    d.save_labels(tmp_path / "labels.json")
+    saved = json.loads((tmp_path / "labels.json").read_text())
+    assert saved["id2label"] == {"0": "neg", "1": "neu", "2": "pos"} and saved["label2id"]["pos"] == 2
+    assert load_label_names(tmp_path / "labels.json") == d.label_names
+    # the dev file maps with the training names, even if it lacks a class
+    dev = write(tmp_path / "dev.csv", "text,label\nx,pos\n")
+    assert load_labelled(dev, label_names=d.label_names).labels == [2]
+
+
+def test_jsonl_and_given_columns(tmp_path):
+    f = write(tmp_path / "a.jsonl", '{"review": "fine", "stars": "good"}\n\n{"review": "tab\\tin", "stars": "bad"}\n')
+    d = load_labelled(f, text_column="review", label_column="stars")
+    assert d.texts == ["fine", "tab\tin"] and d.labels == [1, 0] and d.label_names == ["bad", "good"]
+    g = write(tmp_path / "b.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "0"}\n')
+    assert load_labelled(g).labels == [1, 0]                       # integers, whether written as numbers or not
+
+
+def test_named_sets_quick_and_sst2_local_copy(tmp_path):
+    tiny = load_labelled("tiny")
+    assert isinstance(tiny, LabelledData) and len(tiny) == 2000 and set(tiny.labels) == {0, 1}
+    assert load_labelled("tiny", "dev").texts != tiny.texts[:500]
+    write(tmp_path / "data" / "sst2" / "dev.tsv", "sentence\tlabel\ngood \t1\nbad\t0\n")
+    assert load_labelled("sst2", "dev").texts == ["good ", "bad"]
+    with pytest.raises(ValueError, match="test split"):
+        load_labelled("sst2", "test")
+
+
+BAD = {
+    "columns.tsv": ("review\tlabel\ngood\t1\n", 1, "no text column"),
+    "nolabel.csv": ("text,score\ngood,1\n", 1, "no label column 'label'"),
+    "empty.csv": ("", None, "empty"),
+    "blank.tsv": ("\n  \n", None, "empty"),
+    "header.csv": ("text,label\n", None, "no examples"),
+    "ragged.tsv": ("sentence\tlabel\nok\t1\nhas\ta tab\t0\n", 3, "expected 2 fields"),
+    "short.csv": ("text,label\nok,1\nmissing\n", 3, "expected 2 fields"),
+    "emptylabel.csv": ("text,label\nok,\n", 2, "empty label"),
+    "negative.csv": ("text,label\nok,-1\n", 2, "negative label"),
+    "json.jsonl": ('{"text": "a", "label": 1}\n{"text": "b", "label": 1\n', 2, "not valid JSON"),
+    "notobject.jsonl": ('{"text": "a", "label": 1}\n[1, 2]\n', 2, "JSON object"),
+    "field.jsonl": ('{"text": "a", "label": 1}\n{"sentence": "b", "label": 0}\n', 2, "no 'text' field"),
+    "labeltype.jsonl": ('{"text": "a", "label": 1.5}\n', 1, "neither an integer nor a string"),
+    "format.txt": ("text,label\na,1\n", None, "unknown format"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_files_one_clear_error(tmp_path, name):
+    content, line, problem = BAD[name]
+    f = write(tmp_path / name, content)
+    with pytest.raises(DataError) as info:
+        load_labelled(f)
+    msg = str(info.value)
+    assert problem in msg and name in msg and "\n" not in msg
+    assert info.value.line == line
+    assert isinstance(info.value, ValueError)
+
+
+def test_bad_encoding_names_the_line(tmp_path):
+    f = write(tmp_path / "latin.tsv", "sentence\tlabel\nok\t1\ncafé\t0\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"latin\.tsv, line 3: not UTF-8"):
+        load_labelled(f)
+    bom = write(tmp_path / "bom.csv", "\ufefftext,label\na,1\n")           # a BOM is fine
+    assert load_labelled(bom).texts == ["a"]
+
+
+def test_unknown_label_and_missing_file(tmp_path):
+    f = write(tmp_path / "a.csv", "text,label\na,pos\nb,maybe\n")
+    with pytest.raises(DataError, match=r"line 3: label 'maybe' is not one of"):
+        load_labelled(f, label_names=["neg", "pos"])
+    with pytest.raises(DataNotFound, match="no such file"):
+        load_labelled(tmp_path / "nope.tsv")
+    assert issubclass(DataNotFound, FileNotFoundError)
+
+
+# ---------------------------------------------------------------- corpora and sources
+
+def test_corpus_files_folders_and_tiny(tmp_path):
+    a = write(tmp_path / "c" / "a.txt", "first line\n\n  second  \n")
+    write(tmp_path / "c" / "sub" / "b.txt", "third\n")
+    assert load_corpus(a) == ["first line", "second"]
+    assert load_corpus(tmp_path / "c") == ["first line", "second", "third"]
+    assert load_corpus([a, a]) == ["first line", "second"] * 2
+    assert len(load_corpus("tiny")) == 500 and load_corpus("tiny", "valid") != load_corpus("tiny")[:60]
+    with pytest.raises(DataNotFound, match="known corpora"):
+        load_corpus(tmp_path / "missing.txt")
+    with pytest.raises(DataError, match="empty"):
+        load_corpus(write(tmp_path / "empty.txt", "\n\n"))
+
+
+def test_wikitext_both_variants_from_local_copy(tmp_path):
+    write(tmp_path / "data" / "wikitext2" / "wiki.valid.tokens", " \n = Title = \n\n a <unk> b \n")
+    write(tmp_path / "data" / "wikitext2-raw" / "wiki.valid.raw", " \n = Title = \n\n a rare b \n")
+    assert load_corpus("wikitext-2", "valid") == ["= Title =", "a <unk> b"]
+    assert load_corpus("wikitext-2-raw-v1", "valid") == ["= Title =", "a rare b"]
+    with pytest.raises(ValueError, match="splits"):
+        load_corpus("wikitext-2", "dev")
+
+
+def test_offline_without_copy_is_one_clear_error(tmp_path):
+    for name in ("wikitext-2", "wikitext-2-raw"):
+        with pytest.raises(DataNotFound, match="ENCODER_BOOK_DATA") as info:
+            load_corpus(name, "test")
+        assert "\n" not in str(info.value)
+    with pytest.raises(DataNotFound, match="download=False"):
+        locate("sst2/train.tsv", download=False)
+    assert all(not f.endswith(".part") for f in files_under(tmp_path / "cache"))
+
+
+def _zip(member, content):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z: z.writestr(member, content)
+    return buf.getvalue()
+
+
+def test_raw_archive_checked_then_unpacked(tmp_path, monkeypatch):
+    blob = _zip("wikitext-2-raw/wiki.test.raw", " = Raw = \n text \n")
+    url = data.RAW_FILES["wikitext2-raw/wiki.test.raw"][0]
+    monkeypatch.setattr(data, "_download", lambda u, dest: atomic_write(dest, blob))
+    monkeypatch.setitem(data.ARCHIVE_SHA256, url, "0" * 64)               # wrong checksum first
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_corpus("wikitext-2-raw", "test")
+    assert files_under(tmp_path / "cache") == []                            # nothing half-way, bad archive gone
+    import hashlib
+    monkeypatch.setitem(data.ARCHIVE_SHA256, url, hashlib.sha256(blob).hexdigest())
+    assert load_corpus("wikitext-2-raw", "test") == ["= Raw =", "text"]
+    assert "wikitext2-raw/wiki.test.raw" in files_under(tmp_path / "cache")
+
+
+def test_hf_datasets_used_when_installed(tmp_path, monkeypatch):
+    calls = []
+    def load_dataset(repo, config, split):
+        calls.append((repo, config, split))
+        if config == "sst2":
+            return [{"sentence": "nice ", "label": 1, "idx": 0}, {"sentence": "meh", "label": 0, "idx": 1}]
+        return [{"text": ""}, {"text": " = T = \n"}, {"text": " words \n"}]
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    assert load_labelled("sst2", "dev").texts == ["nice ", "meh"]
+    assert load_corpus("wikitext-2-raw", "valid") == ["= T =", "words"]
+    assert calls == [("nyu-mll/glue", "sst2", "validation"), ("Salesforce/wikitext", "wikitext-2-raw-v1", "validation")]
+    load_labelled("sst2", "dev")
+    assert len(calls) == 2                                                 # the second time from the cache
+    def broken(*a, **k): raise ConnectionError("offline")
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=broken))
+    with pytest.raises(DataNotFound, match="ENCODER_BOOK_DATA"):           # falls back to the archive: offline
+        load_corpus("wikitext-2", "test")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write(tmp_path / "out" / "x.txt", "\udcff")
+    assert files_under(tmp_path / "out") == []
+    atomic_write(tmp_path / "out" / "x.txt", "old")
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write(tmp_path / "out" / "x.txt", "new \udcff")
+    assert (tmp_path / "out" / "x.txt").read_text() == "old" and files_under(tmp_path / "out") == ["x.txt"]
+
+
+# ---------------------------------------------------------------- tokenization and batches
+
+@pytest.fixture
+def labelled():
+    return load_labelled("tiny")
+
+
+def test_tokenize_collate_matches_tokenizer(tok, labelled, tmp_path):
+    d = tokenize_dataset(tok, labelled, max_length=16)
+    assert isinstance(d, TokenizedData) and len(d) == len(labelled) and d.lengths.max() <= 16
+    idx = np.array([3, 0, 17, 5])
+    b = d.collate(idx)
+    ref = tok([labelled.texts[i] for i in idx], max_length=16)
+    for k in ("input_ids", "attention_mask", "token_type_ids"):
+        assert torch.equal(b[k], ref[k]), k
+    assert b["labels"].tolist() == [labelled.labels[i] for i in idx]
+    assert torch.equal(pad_collate([d[i] for i in idx], tok.pad_token_id)["input_ids"], b["input_ids"])
+    # cached: a second call reads the file, and gives the same arrays
+    assert len(files_under(tmp_path / "cache" / "tokenized")) == 1
+    again = tokenize_dataset(tok, labelled, max_length=16)
+    assert np.array_equal(again.ids, d.ids) and np.array_equal(again.offsets, d.offsets)
+    other = tokenize_dataset(tok, labelled, max_length=12)
+    assert other.lengths.max() <= 12 and len(files_under(tmp_path / "cache" / "tokenized")) == 2
+    sub = d.subset([5, 1])
+    assert torch.equal(sub.collate(np.arange(2))["input_ids"], d.collate(np.array([5, 1]))["input_ids"])
+
+
+def test_pairs_keep_segments(tok):
+    d = tokenize_dataset(tok, ["the film", "a plot"], labels=[0, 1], text_pairs=["is good", "was dull ..."],
+                         max_length=32, cache=False)
+    b = d.collate(np.arange(2))
+    ref = tok(["the film", "a plot"], ["is good", "was dull ..."], max_length=32)
+    assert torch.equal(b["token_type_ids"], ref["token_type_ids"]) and b["token_type_ids"].sum() > 0
+
+
+def test_batches_partition_deterministic_and_bucketed():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, 1000)
+    bs = make_batches(lengths, 32, seed=1, epoch=0)
+    assert np.array_equal(np.sort(np.concatenate(bs)), np.arange(1000))
+    assert all(np.array_equal(a, b) for a, b in zip(bs, make_batches(lengths, 32, seed=1, epoch=0)))
+    assert not np.array_equal(np.concatenate(bs), np.concatenate(make_batches(lengths, 32, seed=1, epoch=1)))
+    random_b = make_batches(lengths, 32, bucket=False, seed=1)
+    assert padding_stats(lengths, bs)["padding"] < padding_stats(lengths, random_b)["padding"] / 3
+    dropped = make_batches(lengths, 32, drop_last=True)
+    assert all(len(b) == 32 for b in dropped) and len(dropped) == 1000 // 32
+    ordered = np.concatenate(make_batches(lengths, 32, shuffle=False))
+    assert np.all(np.diff(lengths[ordered]) >= 0)                          # eval: sorted, least padding
+
+
+def test_dataloader_and_iter_batches_agree(tok, labelled):
+    d = tokenize_dataset(tok, labelled.texts[:200], labels=labelled.labels[:200], max_length=32, cache=False)
+    pairs = list(zip(dataloader(d, 16, seed=4), iter_batches(d, 16, seed=4)))
+    assert len(pairs) == 13
+    for x, y in pairs:
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_pack_corpus_blocks(tok):
+    lines = load_corpus("tiny")[:50]
+    blocks = pack_corpus(tok, lines, block_size=32, cache=False)
+    whole = [i for line in lines for i in tok.encode(line)[1:-1]]
+    assert (blocks.lengths == 32).all() and len(blocks) == len(whole) // 30
+    ids = blocks.ids.reshape(-1, 32)
+    assert (ids[:, 0] == tok.cls_token_id).all() and (ids[:, -1] == tok.sep_token_id).all()
+    assert ids[:, 1:-1].reshape(-1).tolist() == whole[:len(blocks) * 30]
+    with pytest.raises(ValueError, match="fewer than one block"):
+        pack_corpus(tok, ["short"], block_size=64, cache=False)
