@@ -111,14 +111,16 @@ def fetch(name: str, path=None) -> Path:
         raise FileNotFoundError(
             f"{name} is not available offline and could not be downloaded ({e}). Put the file at "
             f"$ENCODER_BOOK_DATA/{name} (or pass its path), or run once with network access.") from None
-    with zipfile.ZipFile(archive) as z, z.open(member) as src:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as dst: shutil.copyfileobj(src, dst)
-    if sha256(tmp) != digest:
-        os.remove(tmp)
-        raise ValueError(f"checksum mismatch for {name} from {url}: the download is corrupt or has changed")
-    os.replace(tmp, cached)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
+    try:
+        with zipfile.ZipFile(archive) as z, z.open(member) as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if sha256(tmp) != digest:
+            raise ValueError(f"checksum mismatch for {name} from {url}: the download is corrupt or has changed")
+        os.replace(tmp, cached)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)   # nothing half-written is left behind
     return cached
 
 # %% ../chapters/00_setup.ipynb #00setu-016
