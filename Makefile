@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 JOBS ?= 2
 DATA ?= $(wildcard ../shared/data)
 
-.PHONY: setup export sync-check test test-lib test-nbs book clean
+.PHONY: setup export sync-check test test-lib test-nbs book clean test-site test-browser test-colab
 .DEFAULT_GOAL := test
 
 $(BIN)/python:
@@ -39,10 +39,23 @@ test-nbs: setup
 	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
 
 book: export
+	$(BIN)/python tools/perf_tables.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
-test: sync-check test-lib test-nbs book
+# The built site: static checks (pages, Colab links, no CDN), then every page in headless Chromium (skipped with a
+# message when Chromium is missing; ENCODER_BOOK_REQUIRE_BROWSER=1, set by .ci/run, makes that an error).
+test-site: book
+	ENCODER_BOOK_SITE_TESTS=1 $(BIN)/python -m pytest tests/test_site.py -q
+
+test-browser: book
+	$(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
+
+# Colab, simulated: a fresh venv, chapter 1's own install cell, then the chapter in quick mode (about a minute).
+test-colab: setup
+	ENCODER_BOOK_COLAB_TEST=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests/test_colab.py -q
+
+test: sync-check test-lib test-nbs book test-site test-browser test-colab
 	@echo "make test: all checks passed"
 
 clean:
