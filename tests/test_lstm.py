@@ -1,0 +1,320 @@
+"""encoder_book.lstm: the cell's equations, parity with torch.nn.LSTM (state dicts both ways, outputs, states,
+gradients), padding, errors, the classifier, and train/save/load of train_lstm_classifier on the tiny data."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from encoder_book.data import LabelledData, load_labelled
+from encoder_book.lstm import (POOLINGS, LSTM, LSTMCell, LSTMClassifier, LSTMClassifierConfig, load_lstm_classifier,
+                               lstm_update, train_lstm_classifier)
+from encoder_book.train import TrainConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    "Tiny models: threads would only wait for each other (and for the other jobs on a 2-core machine)."
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory):
+    "Tokenized data is cached on disk: keep this module's cache out of the user's."
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENCODER_BOOK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def err(a, b):
+    return (a - b).abs().max().item()
+
+
+# ---------------------------------------------------------------- the cell
+
+def test_cell_equations_concatenated_form_and_nn_lstmcell():
+    torch.manual_seed(0)
+    d, n, batch = 3, 5, 4
+    W = {k: torch.randn(n, n + d) for k in "ifgo"}
+    b = {k: torch.randn(n) for k in "ifgo"}
+    x, h, c = torch.randn(batch, d), torch.randn(batch, n), torch.randn(batch, n)
+    hx = torch.cat([h, x], -1)
+    gate = lambda k, act: act(hx @ W[k].T + b[k])
+    c_ref = gate("f", torch.sigmoid) * c + gate("i", torch.sigmoid) * gate("g", torch.tanh)
+    h_ref = gate("o", torch.sigmoid) * torch.tanh(c_ref)
+
+    ours = LSTMCell(d, n)
+    with torch.no_grad():
+        ours.weight_ih.copy_(torch.cat([W[k][:, n:] for k in "ifgo"]))
+        ours.weight_hh.copy_(torch.cat([W[k][:, :n] for k in "ifgo"]))
+        ours.bias_ih.copy_(torch.cat([b[k] for k in "ifgo"]))
+        ours.bias_hh.zero_()
+    h1, c1 = ours(x, (h, c))
+    assert err(h1, h_ref) < 1e-6 and err(c1, c_ref) < 1e-6
+    theirs = nn.LSTMCell(d, n)
+    theirs.load_state_dict(ours.state_dict())
+    h2, c2 = theirs(x, (h, c))
+    assert err(h1, h2) < 1e-6 and err(c1, c2) < 1e-6
+    assert err(ours(x)[0], theirs(x)[0]) < 1e-6                  # zero initial state
+    # lstm_update on its own: gates in the order i, f, g, o
+    gates = torch.randn(batch, 4 * n)
+    i, f, g, o = gates.split(n, -1)
+    hu, cu = lstm_update(gates, c)
+    assert err(cu, f.sigmoid() * c + i.sigmoid() * g.tanh()) < 1e-6 and err(hu, o.sigmoid() * cu.tanh()) < 1e-6
+
+
+def test_cell_without_bias():
+    cell = LSTMCell(3, 4, bias=False)
+    assert cell.bias_ih is None and [n for n, _ in cell.named_parameters()] == ["weight_ih", "weight_hh"]
+    theirs = nn.LSTMCell(3, 4, bias=False)
+    theirs.load_state_dict(cell.state_dict())
+    x = torch.randn(2, 3)
+    assert err(cell(x)[0], theirs(x)[0]) < 1e-6
+
+
+# ---------------------------------------------------------------- parity with nn.LSTM
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_parity_with_nn_lstm(num_layers, bidirectional, batch_first):
+    torch.manual_seed(0)
+    ours = LSTM(6, 7, num_layers, bidirectional, batch_first)
+    torch.manual_seed(0)
+    theirs = nn.LSTM(6, 7, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    # same names, shapes, order, and (same seed) the same initial values
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    assert all(torch.equal(p, q) for p, q in zip(ours.parameters(), theirs.parameters()))
+    torch.manual_seed(1)
+    theirs = nn.LSTM(6, 7, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    ours.load_state_dict(theirs.state_dict())                    # torch -> ours
+    again = nn.LSTM(6, 7, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    again.load_state_dict(ours.state_dict())                     # ours -> torch
+    assert all(torch.equal(p, q) for p, q in zip(again.parameters(), theirs.parameters()))
+
+    x = torch.randn((3, 5, 6) if batch_first else (5, 3, 6))
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    h0 = torch.randn(num_layers * (2 if bidirectional else 1), 3, 7)
+    c0 = torch.randn_like(h0)
+    o1, (h1, c1) = ours(x1, (h0, c0))
+    o2, (h2, c2) = theirs(x2, (h0, c0))
+    assert o1.shape == o2.shape and h1.shape == h2.shape and c1.shape == c2.shape
+    assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-5
+    (o1.sin().sum() + h1.sum() + (c1 ** 2).sum()).backward()
+    (o2.sin().sum() + h2.sum() + (c2 ** 2).sum()).backward()
+    assert err(x1.grad, x2.grad) < 1e-5
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        assert err(p.grad, q.grad) < 1e-5, name
+    # no initial state: zeros, as nn.LSTM
+    assert err(ours(x)[0], theirs(x)[0]) < 1e-5
+
+
+def test_dropout_only_between_layers_and_only_in_training():
+    torch.manual_seed(0)
+    theirs = nn.LSTM(4, 5, 2, dropout=0.5, batch_first=True)
+    ours = LSTM(4, 5, 2, dropout=0.5)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 6, 4)
+    assert not torch.equal(ours(x)[0], ours(x)[0])
+    ours.eval(); theirs.eval()
+    assert torch.equal(ours(x)[0], ours(x)[0]) and err(ours(x)[0], theirs(x)[0]) < 1e-6
+    one = LSTM(4, 5, 1, dropout=0.5)                             # nothing between layers to drop
+    assert torch.equal(one(x)[0], one(x)[0])
+
+
+# ---------------------------------------------------------------- padding
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_matches_pack_padded_sequence(bidirectional):
+    torch.manual_seed(0)
+    theirs = nn.LSTM(4, 6, 2, bidirectional=bidirectional, batch_first=True)
+    ours = LSTM(4, 6, 2, bidirectional)
+    ours.load_state_dict(theirs.state_dict())
+    lengths = torch.tensor([2, 6, 1, 4])
+    x = torch.randn(4, 6, 4)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    o1, (h1, c1) = ours(x1, lengths=lengths)
+    o2, (h2, c2) = theirs(pack_padded_sequence(x2, lengths, batch_first=True, enforce_sorted=False))
+    o2, _ = pad_packed_sequence(o2, batch_first=True, total_length=6)
+    assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-5
+    (o1.sum() + h1.sum() + c1.sum()).backward()
+    (o2.sum() + h2.sum() + c2.sum()).backward()
+    assert err(x1.grad, x2.grad) < 1e-5
+    assert all(err(p.grad, q.grad) < 1e-5 for p, q in zip(ours.parameters(), theirs.parameters()))
+    real = torch.arange(6)[None] < lengths[:, None]
+    assert (o1[~real] == 0).all() and (x1.grad[~real] == 0).all()   # padding neither shows nor learns
+    # other padding values, and an attention mask instead of lengths: the same result
+    y = torch.where(real[..., None], x, torch.full_like(x, 1e3))
+    o3, (h3, c3) = ours(y, attention_mask=real.long())
+    assert max(err(o3, o1), err(h3, h1), err(c3, c1)) < 1e-6
+    # each sentence alone, unpadded: the same final states
+    for k, n in enumerate(lengths.tolist()):
+        _, (hk, ck) = ours(x[k:k + 1, :n])
+        assert err(hk[:, 0], h1[:, k]) < 1e-6 and err(ck[:, 0], c1[:, k]) < 1e-6
+
+
+def test_left_padding_with_a_mask_and_batch_second():
+    torch.manual_seed(0)
+    ours = LSTM(3, 4, bidirectional=True, batch_first=False)
+    x = torch.randn(5, 2, 3)                                     # (seq, batch, features)
+    lengths = torch.tensor([5, 3])
+    _, (h_right, _) = ours(x, lengths=lengths)
+    left = torch.zeros_like(x)
+    left[:, 0] = x[:, 0]
+    left[2:, 1] = x[:3, 1]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])     # (batch, seq), whatever the layout
+    _, (h_left, _) = ours(left, attention_mask=mask)
+    assert err(h_left, h_right) < 1e-6
+
+
+def test_zero_length_keeps_the_initial_state():
+    ours = LSTM(3, 4)
+    h0, c0 = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
+    out, (h, c) = ours(torch.randn(2, 3, 3), (h0, c0), lengths=[0, 3])
+    assert torch.equal(h[:, 0], h0[:, 0]) and torch.equal(c[:, 0], c0[:, 0]) and (out[0] == 0).all()
+
+
+# ---------------------------------------------------------------- errors
+
+def test_clear_errors_for_bad_input():
+    lstm = LSTM(8, 4)
+    with pytest.raises(ValueError, match="3-D input"):
+        lstm(torch.randn(5, 8))
+    with pytest.raises(ValueError, match="3-D input"):
+        lstm(torch.randn(1, 2, 5, 8))
+    with pytest.raises(ValueError, match="input_size is 8"):
+        lstm(torch.randn(2, 5, 9))
+    with pytest.raises(ValueError, match="lengths"):
+        lstm(torch.randn(2, 5, 8), lengths=[5, 6])
+    with pytest.raises(ValueError, match="one entry per sequence"):
+        lstm(torch.randn(2, 5, 8), lengths=[5])
+    with pytest.raises(ValueError, match="attention_mask"):
+        lstm(torch.randn(2, 5, 8), attention_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="not both"):
+        lstm(torch.randn(2, 5, 8), lengths=[5, 5], attention_mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="h_0 and c_0"):
+        lstm(torch.randn(2, 5, 8), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(ValueError, match="LSTMCell expects"):
+        LSTMCell(8, 4)(torch.randn(2, 7))
+    with pytest.raises(ValueError):
+        LSTM(8, 4, dropout=1.5)
+    with pytest.raises(ValueError):
+        LSTM(0, 4)
+    with pytest.raises(ValueError, match="pooling"):
+        LSTMClassifier(10, pooling="sum")
+    with pytest.raises(ValueError, match="impl"):
+        LSTMClassifier(10, impl="cudnn")
+    with pytest.raises(ValueError, match="input_ids"):
+        LSTMClassifier(10)(torch.tensor([1, 2, 3]))
+
+
+# ---------------------------------------------------------------- the classifier
+
+def tiny_batch():
+    return {"input_ids": torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0], [2, 9, 4, 3, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]),
+            "token_type_ids": torch.zeros(3, 5, dtype=torch.long), "labels": torch.tensor([0, 1, 2])}
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_classifier_forward_backward_and_both_impls(pooling):
+    torch.manual_seed(0)
+    model = LSTMClassifier(12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling)
+    batch = tiny_batch()
+    out = model(**batch)                                         # token_type_ids accepted, ignored
+    assert out.logits.shape == (3, 3) and out.loss.ndim == 0
+    assert torch.allclose(out.loss, F.cross_entropy(out.logits, batch["labels"]))
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.embeddings.weight.grad[0].abs().sum() == 0      # the padding vector is never updated
+    assert model(batch["input_ids"]).loss is None
+    model.eval()
+    ours = LSTMClassifier(12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling, impl="ours").eval()
+    ours.load_state_dict(model.state_dict())
+    assert isinstance(ours.lstm, LSTM) and isinstance(model.lstm, nn.LSTM)
+    assert err(ours(**batch).logits, model(**batch).logits) < 1e-5
+    # padding does not change a sentence's logits; no mask given: padding found from the pad id
+    for m in (model, ours):
+        alone = m(batch["input_ids"][1:2, :3]).logits
+        assert err(alone, m(**batch).logits[1:2]) < 1e-5
+        assert err(m(batch["input_ids"]).logits, m(**batch).logits) < 1e-6
+
+
+def test_classifier_two_layers_unidirectional():
+    model = LSTMClassifier(12, num_labels=2, embedding_size=8, hidden_size=5, num_layers=2, bidirectional=False,
+                           pooling="final")
+    assert model.classifier.in_features == 5
+    assert model(**{**tiny_batch(), "labels": torch.tensor([0, 1, 1])}).logits.shape == (3, 2)
+
+
+# ---------------------------------------------------------------- training, saving, loading
+
+def tiny_config(**kw):
+    return TrainConfig(**{"device": "cpu", "lr": 1e-2, "epochs": 2, "batch_size": 32, "progress": False,
+                          "save_every": None, "log_every": 10, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lstm")
+    train, dev = load_labelled("tiny", "train"), load_labelled("tiny", "dev")
+    model, metrics = train_lstm_classifier(train, dev, config=tiny_config(), out_dir=out, seed=0,
+                                           embedding_size=32, hidden_size=32)
+    return out, train, dev, model, metrics
+
+
+def test_train_lstm_classifier_learns_the_tiny_task(trained):
+    out, train, dev, model, metrics = trained
+    assert metrics["dev_accuracy"] > 0.9                         # chance is 0.5
+    for key in ("dev_accuracy", "train_seconds", "params", "dev_loss", "steps"):
+        assert key in metrics
+    assert metrics["params"] == sum(p.numel() for p in model.parameters())
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "vocab.txt", "metrics.json"} <= names
+    assert json.loads((out / "metrics.json").read_text())["dev_accuracy"] == metrics["dev_accuracy"]
+
+
+def test_save_load_round_trip(trained):
+    out, train, dev, model, metrics = trained
+    for impl in (None, "ours"):
+        loaded, tok = load_lstm_classifier(out, impl=impl)
+        assert loaded.config.impl == (impl or "torch")
+        enc = tok(dev.texts[:16], return_tensors="pt")
+        model.eval(); loaded.eval()
+        a = model(enc["input_ids"], enc["attention_mask"]).logits
+        b = loaded(enc["input_ids"], enc["attention_mask"]).logits
+        assert err(a, b) < 1e-5
+    assert LSTMClassifierConfig(**{k: v for k, v in json.loads((out / "config.json").read_text()).items()
+                                   if k != "architectures"}) == model.config
+    with pytest.raises(FileNotFoundError):
+        LSTMClassifier.from_pretrained(out / "nothing-here")
+
+
+def test_training_is_deterministic(trained):
+    out, train, dev, model, metrics = trained
+    again, m2 = train_lstm_classifier(train, dev, config=tiny_config(), seed=0, embedding_size=32, hidden_size=32)
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
+    assert m2["dev_accuracy"] == metrics["dev_accuracy"]
+
+
+def test_string_labels_and_more_than_two_classes(tmp_path):
+    base = load_labelled("tiny", "train")
+    labels = [2 if "honestly" in t else y for t, y in zip(base.texts, base.labels)]
+    names = ["negative", "positive", "honest"]
+    train = LabelledData(base.texts[:600], labels[:600], names)
+    dev = LabelledData(base.texts[600:700], labels[600:700], names)
+    model, metrics = train_lstm_classifier(train, dev, config=tiny_config(max_steps=5), out_dir=tmp_path, seed=1,
+                                           embedding_size=16, hidden_size=8)
+    assert metrics["num_labels"] == 3 and model.classifier.out_features == 3
+    loaded, _ = load_lstm_classifier(tmp_path)
+    assert loaded.config.id2label == {0: "negative", 1: "positive", 2: "honest"}
+
+
+def test_train_rejects_empty_data():
+    with pytest.raises(ValueError):
+        train_lstm_classifier(LabelledData([], []), load_labelled("tiny", "dev"))
