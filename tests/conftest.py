@@ -1,4 +1,5 @@
 import pytest
+import torch
 from encoder_book.core import tiny_corpus, tiny_sentiment
 from encoder_book.tokenizer import WordPieceTokenizer
 
@@ -22,3 +23,12 @@ def vocab_dir(tok, tmp_path_factory):
 def hf_tok(vocab_dir):
     transformers = pytest.importorskip("transformers")
     return transformers.BertTokenizerFast(str(vocab_dir / "vocab.txt"), do_lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    "Tiny models: threads would only wait for each other (and for the other jobs on a 2-core machine)."
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,13 +14,7 @@ from encoder_book.lstm import (POOLINGS, LSTM, LSTMCell, LSTMClassifier, LSTMCla
 from encoder_book.train import TrainConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "Tiny models: threads would only wait for each other (and for the other jobs on a 2-core machine)."
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True, scope="module")

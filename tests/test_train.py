@@ -21,13 +21,7 @@ from encoder_book.train import (PRESETS, History, ModelOutput, TrainConfig, eval
                                 plot_metrics, predict, read_metrics, save_checkpoint, save_model)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    "The models here are tiny: threads would only wait for each other (and for the other jobs on a 2-core machine)."
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_data(n=192, seed=0, vocab=50):
