@@ -52,7 +52,9 @@ def cmd_pretrain(args) -> dict:
              "num_attention_heads": args.heads or quick(4, 2)}
     sizes["intermediate_size"] = args.intermediate_size or 4 * sizes["hidden_size"]
     block_size = args.block_size or quick(128, 32)
-    max_steps = args.max_steps or (5 if QUICK else None)
+    from encoder_book.core import get_device
+    # chapter 6's run: 1,400 steps of 32 x 128 tokens, about half an hour on 2 CPU cores; more where a GPU makes it cheap
+    max_steps = args.max_steps or quick(1400 if get_device().type == "cpu" else 6000, 5)
     train_config = None
     if args.batch_size or QUICK:               # otherwise pretrain's own defaults for this device
         train_config = TrainConfig(lr=args.lr or 1e-3, warmup_ratio=0.06, batch_size=args.batch_size or 8)
@@ -79,12 +81,11 @@ def load_task(args) -> tuple[LabelledData, LabelledData]:
 
 # %% ../chapters/07b_cli.ipynb #07bcli-015
 def _model_config(args, vocab_size: int, num_labels: int, max_length: int):
-    "The BERT trained from scratch: 4 layers, hidden 256 (quick mode: 2 layers, hidden 32)."
-    from encoder_book.bert import BertConfig
+    "The BERT trained from scratch: the shape `pretrain` gives by default (quick mode: 2 layers, hidden 32)."
+    from encoder_book.pretraining import small_config
     h = quick(256, 32)
-    return BertConfig(vocab_size=vocab_size, hidden_size=h, num_hidden_layers=quick(4, 2),
-                      num_attention_heads=quick(4, 2), intermediate_size=4 * h,
-                      max_position_embeddings=max(512, max_length), num_labels=num_labels)
+    return small_config(vocab_size, hidden_size=h, num_hidden_layers=quick(4, 2), num_attention_heads=quick(4, 2),
+                        intermediate_size=4 * h, max_position_embeddings=max(512, max_length), num_labels=num_labels)
 
 def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     "Fine-tune a BertForSequenceClassification (from --init, or from scratch) with the shared training engine."
@@ -103,10 +104,11 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
         model.train()
     else:
         tok = WordPieceTokenizer.train(train.texts, vocab_size=quick(8000, 400), progress=True)
-    cfg = TrainConfig(lr=args.lr or (1e-4 if args.init else 5e-4), metric="eval_accuracy", save_every=None,
+    cfg = TrainConfig(lr=args.lr or (3e-4 if args.init else 5e-4), metric="eval_accuracy", save_every=None,
                       seed=args.seed, max_length=args.max_length, batch_size=args.batch_size)
     cfg.epochs = args.epochs or quick(1 if cfg.preset == "cpu" else 3, 3)
     cfg.batch_size = min(cfg.batch_size, len(train))   # a tiny training set still makes one batch
+    cfg.eval_every = max(1, int(cfg.epochs * (len(train) // cfg.batch_size)) // 4)   # 4 points of a learning curve
     if not args.init:
         set_seed(args.seed)
         model = BertForSequenceClassification(_model_config(args, tok.vocab_size, num_labels, cfg.max_length))
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text files or folders, or a corpus name (wikitext-2, tiny)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--tokenizer", metavar="DIR", help="a folder with vocab.txt (default: train one on the corpus)")
-    q.add_argument("--max-steps", type=int)
+    q.add_argument("--max-steps", type=int, help="default: 1400 on a CPU (about 30 min on 2 cores), 6000 on a GPU")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--resume", action="store_true", help="go on from the newest checkpoint in OUT/checkpoints")
     q.add_argument("--vocab-size", type=int)

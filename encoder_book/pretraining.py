@@ -133,9 +133,10 @@ class SparseBertForMaskedLM(BertForMaskedLM):
 
 # %% ../chapters/06_pretraining.ipynb #06pret-029
 def small_config(vocab_size: int, **overrides) -> BertConfig:
-    "The small BERT this chapter pretrains on a CPU: 4 layers, hidden 256, 4 heads, feed-forward 1024."
+    "The small BERT this chapter pretrains on a CPU: 4 layers, hidden 256, 4 heads, feed-forward 1024, rotary positions."
     return BertConfig(**{"vocab_size": vocab_size, "hidden_size": 256, "num_hidden_layers": 4,
-                         "num_attention_heads": 4, "intermediate_size": 1024, **overrides})
+                         "num_attention_heads": 4, "intermediate_size": 1024, "position_embedding_type": "rotary",
+                         **overrides})
 
 # %% ../chapters/06_pretraining.ipynb #06pret-034
 def mlm_accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -96,15 +96,21 @@ class TrainConfig:
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW parameter groups: decay the weight matrices and embeddings, not biases or normalisation weights."
-    decay, no_decay, seen = [], [], set()
+    """AdamW parameter groups: decay the weight matrices and embeddings, not biases or normalisation weights.
+    A parameter with an `lr_scale` attribute (layer-wise decay, chapter 7) goes to a group with that scale."""
+    groups, seen = {}, set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen: continue
             seen.add(id(p))
-            (no_decay if p.ndim < 2 or isinstance(module, _NORMS) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            decay = not (p.ndim < 2 or isinstance(module, _NORMS))
+            scale = float(getattr(p, "lr_scale", 1.0))
+            key = (not decay, -scale)                     # decayed groups first, then the largest scales first
+            if key not in groups:
+                groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0}
+                if scale != 1.0: groups[key]["lr_scale"] = scale
+            groups[key]["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
 
 def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     "Learning-rate factor at `step`: linear warm-up from 0 to 1, then linear decay to 0 at `total_steps`."
@@ -115,8 +121,10 @@ def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
 def make_optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
     "AdamW (decoupled weight decay, with our parameter groups) and its warm-up + linear-decay schedule."
     warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * total_steps)
-    opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                            eps=config.eps)
+    groups = param_groups(model, config.weight_decay)
+    for g in groups:
+        if "lr_scale" in g: g["lr"] = config.lr * g["lr_scale"]
+    opt = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, warmup, total_steps))
     return opt, sched
 
