@@ -4,7 +4,7 @@
 from __future__ import annotations
 import argparse, json, sys, warnings
 from pathlib import Path
-from .core import QUICK, quick, set_seed
+from .core import QUICK, get_device, quick, set_seed
 from .data import DataError, DataNotFound, LabelledData, atomic_write, load_corpus, load_labelled, tokenize_dataset
 from .tokenizer import WordPieceTokenizer
 
@@ -52,7 +52,6 @@ def cmd_pretrain(args) -> dict:
              "num_attention_heads": args.heads or quick(4, 2)}
     sizes["intermediate_size"] = args.intermediate_size or 4 * sizes["hidden_size"]
     block_size = args.block_size or quick(128, 32)
-    from encoder_book.core import get_device
     # chapter 6's run: 1,400 steps of 32 x 128 tokens, about half an hour on 2 CPU cores; more where a GPU makes it cheap
     max_steps = args.max_steps or quick(1400 if get_device().type == "cpu" else 6000, 5)
     train_config = None

@@ -2,8 +2,7 @@
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-003
 from __future__ import annotations
-import math, re, time
-from dataclasses import replace
+import math, re
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -191,7 +190,7 @@ def error_groups(texts: list[str], labels, preds, long_words: int = 25) -> list[
         "negation": np.array([bool(NEGATIONS & set(w)) for w in words]),
         "contrast": np.array([bool(CONTRASTS & set(w)) for w in words]),
         f"long (> {long_words} words)": np.array([len(w) > long_words for w in words]),
-        f"short (<= 10 words)": np.array([len(w) <= 10 for w in words]),
+        "short (<= 10 words)": np.array([len(w) <= 10 for w in words]),
     }
     groups["negation and contrast"] = groups["negation"] & groups["contrast"]
     groups["neither"] = ~groups["negation"] & ~groups["contrast"]
