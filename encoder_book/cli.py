@@ -9,8 +9,8 @@ from .data import DataError, DataNotFound, LabelledData, atomic_write, load_corp
 from .tokenizer import WordPieceTokenizer
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'cmd_tokenizer', 'cmd_pretrain', 'load_task', 'finetune_transformer', 'finetune_lstm', 'cmd_finetune',
-           'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'FINETUNE_EPOCHS', 'FINETUNE_LR', 'CPU_TOKEN_BUDGET', 'cmd_tokenizer', 'cmd_pretrain', 'load_task',
+           'default_epochs', 'finetune_transformer', 'finetune_lstm', 'cmd_finetune', 'build_parser', 'main']
 
 # %% ../chapters/07b_cli.ipynb #07bcli-006
 USER_ERRORS = (DataError, DataNotFound, FileNotFoundError, ValueError, UnicodeDecodeError)
@@ -86,6 +86,18 @@ def _model_config(args, vocab_size: int, num_labels: int, max_length: int):
     return small_config(vocab_size, hidden_size=h, num_hidden_layers=quick(4, 2), num_attention_heads=quick(4, 2),
                         intermediate_size=4 * h, max_position_embeddings=max(512, max_length), num_labels=num_labels)
 
+FINETUNE_EPOCHS = 3             # BERT's recipe (Devlin et al. used 2 to 4); --epochs overrides it
+FINETUNE_LR = 3e-4              # from pretrained or random weights alike: one recipe; --lr overrides it
+# On a CPU, bigger training sets get fewer epochs (at least one). SST-2's three epochs are 3.2M tokens with the
+# WikiText-2 vocabulary: about 18 minutes on one thread (chapter 7).
+CPU_TOKEN_BUDGET = 3_500_000
+
+def default_epochs(train_tokens: int, device: str) -> float:
+    "FINETUNE_EPOCHS, or on a CPU as many as CPU_TOKEN_BUDGET tokens allow, but never less than one pass."
+    if not device.startswith("cpu"):
+        return float(FINETUNE_EPOCHS)
+    return float(min(FINETUNE_EPOCHS, max(1.0, CPU_TOKEN_BUDGET / max(train_tokens, 1))))
+
 def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     "Fine-tune a BertForSequenceClassification (from --init, or from scratch) with the shared training engine."
     from encoder_book.bert import BertForSequenceClassification
@@ -103,11 +115,9 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
         model.train()
     else:
         tok = WordPieceTokenizer.train(train.texts, vocab_size=quick(8000, 400), progress=True)
-    cfg = TrainConfig(lr=args.lr or (3e-4 if args.init else 5e-4), metric="eval_accuracy", save_every=None,
+    cfg = TrainConfig(lr=args.lr or FINETUNE_LR, metric="eval_accuracy", save_every=None,
                       seed=args.seed, max_length=args.max_length, batch_size=args.batch_size)
-    cfg.epochs = args.epochs or quick(1 if cfg.preset == "cpu" else 3, 3)
     cfg.batch_size = min(cfg.batch_size, len(train))   # a tiny training set still makes one batch
-    cfg.eval_every = max(1, int(cfg.epochs * (len(train) // cfg.batch_size)) // 4)   # 4 points of a learning curve
     if not args.init:
         set_seed(args.seed)
         model = BertForSequenceClassification(_model_config(args, tok.vocab_size, num_labels, cfg.max_length))
@@ -116,6 +126,8 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
                          f"{model.config.max_position_embeddings} positions")
     train_data = tokenize_dataset(tok, train, max_length=cfg.max_length)
     dev_data = tokenize_dataset(tok, dev, max_length=cfg.max_length)
+    cfg.epochs = args.epochs or default_epochs(int(train_data.lengths.sum()), cfg.device)
+    cfg.eval_every = max(1, int(cfg.epochs * (len(train) // cfg.batch_size)) // 4)   # 4 points of a learning curve
     out = Path(args.out)
     history = fit(model, train_data, dev_data, cfg, out_dir=out)
     result = evaluate(model, dev_data, cfg.eval_batch_size)
@@ -129,7 +141,7 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
             "device": cfg.device, "init": str(args.init) if args.init else None, "vocab_size": tok.vocab_size,
             "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers}
 
-# %% ../chapters/07b_cli.ipynb #07bcli-017
+# %% ../chapters/07b_cli.ipynb #07bcli-018
 def finetune_lstm(args, train: LabelledData, dev: LabelledData) -> dict:
     "Train the LSTM baseline (encoder_book.lstm.train_lstm_classifier) with its preset for this machine."
     from encoder_book.lstm import lstm_preset, train_lstm_classifier
@@ -144,7 +156,7 @@ def finetune_lstm(args, train: LabelledData, dev: LabelledData) -> dict:
     return {**metrics, "lstm": metrics["model"], "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
             "device": cfg.device}
 
-# %% ../chapters/07b_cli.ipynb #07bcli-018
+# %% ../chapters/07b_cli.ipynb #07bcli-019
 def cmd_finetune(args) -> dict:
     "Train a classifier on --train, measure it on --dev, save it in --out with metrics.json."
     train, dev = load_task(args)
@@ -158,7 +170,7 @@ def cmd_finetune(args) -> dict:
     head = {k: metrics.pop(k) for k in ("model", "dev_accuracy", "train_seconds", "params")}
     return _emit({**head, **metrics}, out)
 
-# %% ../chapters/07b_cli.ipynb #07bcli-019
+# %% ../chapters/07b_cli.ipynb #07bcli-020
 def build_parser() -> argparse.ArgumentParser:
     "The `encoder-book` command and its three subcommands."
     p = _Parser(prog="encoder-book", description="Train tokenizers, pretrain BERTs and fine-tune classifiers.")
@@ -194,17 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", required=True, choices=["transformer", "lstm"])
     f.add_argument("--init", metavar="DIR", help="a pretrained model folder (config.json, weights, vocab.txt)")
     f.add_argument("--out", required=True, metavar="DIR")
-    f.add_argument("--epochs", type=float)
+    f.add_argument("--epochs", type=float, help=f"default for a transformer: {FINETUNE_EPOCHS} (on a CPU "
+                   f"fewer for sets over {CPU_TOKEN_BUDGET // FINETUNE_EPOCHS:,} tokens, at least 1); the LSTM: its preset")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--text-column")
     f.add_argument("--label-column")
-    f.add_argument("--lr", type=float)
+    f.add_argument("--lr", type=float, help=f"peak learning rate (default for a transformer: {FINETUNE_LR:g}; the LSTM: "
+                   "its preset)")
     f.add_argument("--batch-size", type=int)
     f.add_argument("--max-length", type=int)
     f.set_defaults(run=cmd_finetune)
     return p
 
-# %% ../chapters/07b_cli.ipynb #07bcli-020
+# %% ../chapters/07b_cli.ipynb #07bcli-021
 def main(argv=None) -> int:
     "Run `encoder-book ARGS`; 0 on success, 2 for a mistake in what was given (one line on stderr), 130 on Ctrl-C."
     try:
@@ -221,6 +235,6 @@ def main(argv=None) -> int:
         return 130
     return 0
 
-# %% ../chapters/07b_cli.ipynb #07bcli-021
+# %% ../chapters/07b_cli.ipynb #07bcli-022
 if __name__ == "__main__" and "ipykernel" not in sys.modules:   # `python -m encoder_book.cli`, not a notebook
     raise SystemExit(main())

@@ -99,6 +99,24 @@ def test_finetune_transformer_scratch(tmp_path, capsys, suffix, names):
     assert json.loads((out / "config.json").read_text())["id2label"]["1"] == (names or ["0", "1"])[1]
 
 
+def test_default_epochs(tmp_path, capsys, monkeypatch):
+    from encoder_book import cli
+    assert cli.default_epochs(10_000, "cpu") == cli.FINETUNE_EPOCHS == cli.default_epochs(10**10, "cuda:0")
+    assert cli.default_epochs(10**10, "cpu") == 1.0                      # at least one pass, however big the set
+    assert cli.default_epochs(cli.CPU_TOKEN_BUDGET // 2, "cpu") == 2.0   # in between: what the budget allows
+    train, dev = pair(tmp_path, n=40)                                     # no --epochs: the default is used ...
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "a",
+                        "--batch-size", 16])
+    assert m["epochs"] == cli.FINETUNE_EPOCHS and m["steps"] == cli.FINETUNE_EPOCHS * (40 // 16)
+    import torch
+    if torch.cuda.is_available():
+        return                                                            # the budget is for CPUs only
+    monkeypatch.setattr(cli, "CPU_TOKEN_BUDGET", 1)                       # ... and shrinks under a tiny budget
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "b",
+                        "--batch-size", 16])
+    assert m["epochs"] == 1.0 and m["steps"] == 40 // 16
+
+
 def test_finetune_transformer_init_three_classes(tmp_path, capsys, pretrained):
     texts, labels = tiny_sentiment(90, seed=2)
     labels = [i % 3 for i in range(len(texts))]                  # a 3-class set, string labels, custom columns
