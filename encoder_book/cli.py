@@ -206,13 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", required=True, choices=["transformer", "lstm"])
     f.add_argument("--init", metavar="DIR", help="a pretrained model folder (config.json, weights, vocab.txt)")
     f.add_argument("--out", required=True, metavar="DIR")
-    f.add_argument("--epochs", type=float, help=f"default for a transformer: {FINETUNE_EPOCHS} (on a CPU "
-                   f"fewer for sets over {CPU_TOKEN_BUDGET // FINETUNE_EPOCHS:,} tokens, at least 1); the LSTM: its preset")
+    f.add_argument("--epochs", type=float,
+                   help=f"default for a transformer: {FINETUNE_EPOCHS} (on a CPU fewer for sets over "
+                        f"{CPU_TOKEN_BUDGET // FINETUNE_EPOCHS:,} tokens, at least 1); the LSTM: its preset")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--text-column")
     f.add_argument("--label-column")
-    f.add_argument("--lr", type=float, help=f"peak learning rate (default for a transformer: {FINETUNE_LR:g}; the LSTM: "
-                   "its preset)")
+    f.add_argument("--lr", type=float,
+                   help=f"peak learning rate (default for a transformer: {FINETUNE_LR:g}; the LSTM: its preset)")
     f.add_argument("--batch-size", type=int)
     f.add_argument("--max-length", type=int)
     f.set_defaults(run=cmd_finetune)
