@@ -103,6 +103,8 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     from encoder_book.bert import BertForSequenceClassification
     from encoder_book.train import TrainConfig, fit, evaluate
     num_labels = max(train.num_labels, dev.num_labels, 2)
+    if args.init and args.tokenizer:
+        raise ValueError("--tokenizer is for a model from scratch; --init uses its folder's own vocab.txt")
     if args.init:
         init = Path(args.init)
         lacking = [f for f in ("config.json", "vocab.txt") if not (init / f).is_file()]
@@ -113,6 +115,8 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
             warnings.filterwarnings("ignore", message="not in the checkpoint")
             model = BertForSequenceClassification.from_pretrained(init, num_labels=num_labels)
         model.train()
+    elif args.tokenizer:                       # from scratch, with a vocabulary made elsewhere
+        tok = WordPieceTokenizer.from_pretrained(args.tokenizer)
     else:
         tok = WordPieceTokenizer.train(train.texts, vocab_size=quick(8000, 400), progress=True)
     cfg = TrainConfig(lr=args.lr or FINETUNE_LR, metric="eval_accuracy", save_every=None,
@@ -138,7 +142,8 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     return {"dev_accuracy": result["accuracy"], "dev_loss": result["loss"], "train_seconds": history.train_seconds,
             "params": sum(p.numel() for p in model.parameters()), "steps": history.last("step", 0),
             "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_length": cfg.max_length,
-            "device": cfg.device, "init": str(args.init) if args.init else None, "vocab_size": tok.vocab_size,
+            "device": cfg.device, "init": str(args.init) if args.init else None,
+            "tokenizer": str(args.tokenizer) if args.tokenizer else None, "vocab_size": tok.vocab_size,
             "hidden_size": model.config.hidden_size, "num_hidden_layers": model.config.num_hidden_layers}
 
 # %% ../chapters/07b_cli.ipynb #07bcli-018
@@ -152,7 +157,8 @@ def finetune_lstm(args, train: LabelledData, dev: LabelledData) -> dict:
     cfg = TrainConfig(lr=args.lr or preset["lr"], epochs=args.epochs or preset["epochs"],
                       batch_size=min(args.batch_size or preset["batch_size"], len(train)), max_length=args.max_length,
                       metric="eval_accuracy", save_every=None, progress=True)
-    _, metrics = train_lstm_classifier(train, dev, config=cfg, out_dir=args.out, seed=args.seed)
+    tok = WordPieceTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else None
+    _, metrics = train_lstm_classifier(train, dev, tokenizer=tok, config=cfg, out_dir=args.out, seed=args.seed)
     return {**metrics, "lstm": metrics["model"], "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
             "device": cfg.device}
 
@@ -205,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dev", required=True, metavar="FILE")
     f.add_argument("--model", required=True, choices=["transformer", "lstm"])
     f.add_argument("--init", metavar="DIR", help="a pretrained model folder (config.json, weights, vocab.txt)")
+    f.add_argument("--tokenizer", metavar="DIR",
+                   help="a folder with vocab.txt to use from scratch (default: train one on --train)")
     f.add_argument("--out", required=True, metavar="DIR")
     f.add_argument("--epochs", type=float,
                    help=f"default for a transformer: {FINETUNE_EPOCHS} (on a CPU fewer for sets over "

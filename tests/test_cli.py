@@ -131,6 +131,22 @@ def test_finetune_transformer_init_three_classes(tmp_path, capsys, pretrained):
     assert json.loads((tmp_path / "o" / "config.json").read_text())["num_labels"] == 3
 
 
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_finetune_given_tokenizer(tmp_path, capsys, pretrained, model):
+    "--tokenizer DIR: a model from scratch that uses another folder's vocabulary (here the pretrained one's)."
+    train, dev = pair(tmp_path, n=40)
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", model, "--out", tmp_path / "o",
+                        "--epochs", 1, "--batch-size", 16, "--tokenizer", pretrained])
+    assert (tmp_path / "o" / "vocab.txt").read_text() == (pretrained / "vocab.txt").read_text()
+    if model == "transformer":
+        assert m["init"] is None and m["tokenizer"] == str(pretrained)
+        assert m["vocab_size"] == json.loads((pretrained / "metrics.json").read_text())["vocab_size"]
+    assert "--tokenizer" in run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer",
+                                             "--init", pretrained, "--tokenizer", pretrained, "--out", tmp_path / "x"])
+    assert "vocab" in run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--model", model,
+                                       "--tokenizer", tmp_path / "none", "--out", tmp_path / "x"])
+
+
 def test_errors(tmp_path, capsys):
     train, dev = pair(tmp_path, ".tsv", NAMES, n=40)
     base = ["finetune", "--dev", dev, "--model", "lstm", "--out", tmp_path / "o"]
