@@ -9,8 +9,9 @@ from .data import DataError, DataNotFound, LabelledData, atomic_write, load_corp
 from .tokenizer import WordPieceTokenizer
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'FINETUNE_EPOCHS', 'FINETUNE_LR', 'CPU_TOKEN_BUDGET', 'cmd_tokenizer', 'cmd_pretrain', 'load_task',
-           'default_epochs', 'finetune_transformer', 'finetune_lstm', 'cmd_finetune', 'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'FINETUNE_EPOCHS', 'FINETUNE_LR', 'CPU_TOKEN_BUDGET', 'LSTM_CPU_TOKEN_BUDGET', 'cmd_tokenizer',
+           'cmd_pretrain', 'load_task', 'default_epochs', 'finetune_transformer', 'finetune_lstm', 'cmd_finetune',
+           'build_parser', 'main']
 
 # %% ../chapters/07b_cli.ipynb #07bcli-006
 USER_ERRORS = (DataError, DataNotFound, FileNotFoundError, ValueError, UnicodeDecodeError)
@@ -88,15 +89,19 @@ def _model_config(args, vocab_size: int, num_labels: int, max_length: int):
 
 FINETUNE_EPOCHS = 3             # BERT's recipe (Devlin et al. used 2 to 4); --epochs overrides it
 FINETUNE_LR = 3e-4              # from pretrained or random weights alike: one recipe; --lr overrides it
-# On a CPU, bigger training sets get fewer epochs (at least one). SST-2's three epochs are 3.2M tokens with the
-# WikiText-2 vocabulary: about 18 minutes on one thread (chapter 7).
-CPU_TOKEN_BUDGET = 3_500_000
+# On a CPU, a budget of training tokens caps the epochs, so that the defaults finish in minutes whatever the size of
+# the set: a big set gets fewer epochs, a very big one a fraction of one pass. SST-2's three epochs are 3.2M tokens
+# with the WikiText-2 vocabulary: about 18 minutes on one thread for the transformer (chapter 7), 1.5 for the LSTM.
+CPU_TOKEN_BUDGET = 3_500_000          # the transformer: about 20 minutes on one thread
+LSTM_CPU_TOKEN_BUDGET = 15_000_000    # the LSTM, nine times cheaper per token (SST-2: 72 s for 2 epochs, 994 s for 3)
 
-def default_epochs(train_tokens: int, device: str) -> float:
-    "FINETUNE_EPOCHS, or on a CPU as many as CPU_TOKEN_BUDGET tokens allow, but never less than one pass."
+def default_epochs(train_tokens: int, device: str, epochs: float | None = None, budget: int | None = None) -> float:
+    "`epochs` (FINETUNE_EPOCHS), or on a CPU fewer if `budget` (CPU_TOKEN_BUDGET) training tokens allow fewer."
+    epochs = FINETUNE_EPOCHS if epochs is None else epochs
+    budget = CPU_TOKEN_BUDGET if budget is None else budget
     if not device.startswith("cpu"):
-        return float(FINETUNE_EPOCHS)
-    return float(min(FINETUNE_EPOCHS, max(1.0, CPU_TOKEN_BUDGET / max(train_tokens, 1))))
+        return float(epochs)
+    return float(min(epochs, budget / max(train_tokens, 1)))
 
 def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     "Fine-tune a BertForSequenceClassification (from --init, or from scratch) with the shared training engine."
@@ -128,7 +133,7 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     if cfg.max_length > model.config.max_position_embeddings:
         raise ValueError(f"--max-length {cfg.max_length} is longer than the model's "
                          f"{model.config.max_position_embeddings} positions")
-    train_data = tokenize_dataset(tok, train, max_length=cfg.max_length)
+    train_data = tokenize_dataset(tok, train, max_length=cfg.max_length, progress=True)
     dev_data = tokenize_dataset(tok, dev, max_length=cfg.max_length)
     cfg.epochs = args.epochs or default_epochs(int(train_data.lengths.sum()), cfg.device)
     cfg.eval_every = max(1, int(cfg.epochs * (len(train) // cfg.batch_size)) // 4)   # 4 points of a learning curve
@@ -157,7 +162,11 @@ def finetune_lstm(args, train: LabelledData, dev: LabelledData) -> dict:
     cfg = TrainConfig(lr=args.lr or preset["lr"], epochs=args.epochs or preset["epochs"],
                       batch_size=min(args.batch_size or preset["batch_size"], len(train)), max_length=args.max_length,
                       metric="eval_accuracy", save_every=None, progress=True)
-    tok = WordPieceTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else None
+    tok = (WordPieceTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else
+           WordPieceTokenizer.train(train.texts, vocab_size=preset["vocab_size"], progress=True))
+    if not args.epochs:                    # the preset's epochs, within the CPU's token budget
+        tokens = int(tokenize_dataset(tok, train, max_length=cfg.max_length, progress=True).lengths.sum())  # cached
+        cfg.epochs = default_epochs(tokens, cfg.device, preset["epochs"], LSTM_CPU_TOKEN_BUDGET)
     _, metrics = train_lstm_classifier(train, dev, tokenizer=tok, config=cfg, out_dir=args.out, seed=args.seed)
     return {**metrics, "lstm": metrics["model"], "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
             "device": cfg.device}
@@ -193,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text files or folders, or a corpus name (wikitext-2, tiny)")
     q.add_argument("--out", required=True, metavar="DIR")
     q.add_argument("--tokenizer", metavar="DIR", help="a folder with vocab.txt (default: train one on the corpus)")
-    q.add_argument("--max-steps", type=int, help="default: 1400 on a CPU (about 30 min on 2 cores), 6000 on a GPU")
+    q.add_argument("--max-steps", type=int, help="default: 1400 on a CPU (about 20 min on 2 cores), 6000 on a GPU")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--resume", action="store_true", help="go on from the newest checkpoint in OUT/checkpoints")
     q.add_argument("--vocab-size", type=int)
@@ -215,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder with vocab.txt to use from scratch (default: train one on --train)")
     f.add_argument("--out", required=True, metavar="DIR")
     f.add_argument("--epochs", type=float,
-                   help=f"default for a transformer: {FINETUNE_EPOCHS} (on a CPU fewer for sets over "
-                        f"{CPU_TOKEN_BUDGET // FINETUNE_EPOCHS:,} tokens, at least 1); the LSTM: its preset")
+                   help=f"default for a transformer: {FINETUNE_EPOCHS}, the LSTM: its preset; on a CPU fewer, "
+                        f"as many as {CPU_TOKEN_BUDGET:,} training tokens allow ({LSTM_CPU_TOKEN_BUDGET:,} for "
+                        f"the LSTM): part of one pass for a bigger set")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--text-column")
     f.add_argument("--label-column")

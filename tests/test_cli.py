@@ -102,7 +102,8 @@ def test_finetune_transformer_scratch(tmp_path, capsys, suffix, names):
 def test_default_epochs(tmp_path, capsys, monkeypatch):
     from encoder_book import cli
     assert cli.default_epochs(10_000, "cpu") == cli.FINETUNE_EPOCHS == cli.default_epochs(10**10, "cuda:0")
-    assert cli.default_epochs(10**10, "cpu") == 1.0                      # at least one pass, however big the set
+    assert cli.default_epochs(10**10, "cpu") * 10**10 == pytest.approx(cli.CPU_TOKEN_BUDGET)   # part of a pass
+    assert cli.default_epochs(10**10, "cpu", 2, 10**9) == 0.1 and cli.default_epochs(100, "cpu", 2, 10**9) == 2
     assert cli.default_epochs(cli.CPU_TOKEN_BUDGET // 2, "cpu") == 2.0   # in between: what the budget allows
     train, dev = pair(tmp_path, n=40)                                     # no --epochs: the default is used ...
     m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "a",
@@ -111,10 +112,18 @@ def test_default_epochs(tmp_path, capsys, monkeypatch):
     import torch
     if torch.cuda.is_available():
         return                                                            # the budget is for CPUs only
-    monkeypatch.setattr(cli, "CPU_TOKEN_BUDGET", 1)                       # ... and shrinks under a tiny budget
+    monkeypatch.setattr(cli, "CPU_TOKEN_BUDGET", 1)                       # ... and shrinks under a tiny budget,
     m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "b",
                         "--batch-size", 16])
-    assert m["epochs"] == 1.0 and m["steps"] == 40 // 16
+    assert 0 < m["epochs"] < 0.01 and m["steps"] == 1                    # down to part of a pass (one step here)
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "lstm", "--out", tmp_path / "c",
+                        "--batch-size", 16])
+    from encoder_book.lstm import lstm_preset
+    assert m["epochs"] == lstm_preset()["epochs"]                        # the LSTM has its own budget ...
+    monkeypatch.setattr(cli, "LSTM_CPU_TOKEN_BUDGET", 1)
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "lstm", "--out", tmp_path / "d",
+                        "--batch-size", 16])
+    assert 0 < m["epochs"] < 0.01 and m["steps"] == 1                    # ... which caps it the same way
 
 
 def test_finetune_transformer_init_three_classes(tmp_path, capsys, pretrained):
