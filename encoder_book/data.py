@@ -13,10 +13,10 @@ from .core import (FILES, _download, cache_dir, data_dir, fetch, patch_to, sha25
                                tiny_sentiment)
 
 # %% auto #0
-__all__ = ['RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS', 'LABELLED', 'DataError', 'DataNotFound',
-           'atomic_write', 'read_text', 'locate', 'load_corpus', 'LabelledData', 'load_label_names', 'load_labelled',
-           'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches',
-           'dataloader', 'pack_corpus']
+__all__ = ['RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS', 'LABEL_COLUMNS', 'LABELLED', 'DataError',
+           'DataNotFound', 'atomic_write', 'read_text', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
+           'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats',
+           'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -158,7 +158,8 @@ def load_corpus(name_or_path, split: str = "train", path=None, download: bool = 
     return _lines(p)
 
 # %% ../chapters/00b_data.ipynb #00bdat-019
-TEXT_COLUMNS = ("sentence", "text")
+TEXT_COLUMNS = ("sentence", "text", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "target")
 
 @dataclass
 class LabelledData:
@@ -229,13 +230,23 @@ def _to_int_labels(path, raw: list, lines: list[int], label_names: Sequence[str]
     return labels, names
 
 def _pick_columns(path, header: Sequence[str], text_column, label_column, line: int | None):
-    want = [text_column] if text_column else list(TEXT_COLUMNS)
-    text = next((c for c in want if c in header), None)
-    if text is None:
-        raise DataError(path, f"no text column {' or '.join(map(repr, want))} (found {list(header)})", line)
-    label = label_column or "label"
-    if label not in header:
-        raise DataError(path, f"no label column {label!r} (found {list(header)})", line)
+    "The text and label columns: the names given, else the usual names; with two columns, one known names the other."
+    header = list(header)
+    text = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
+    label = label_column or next((c for c in LABEL_COLUMNS if c in header and c != text), None)
+    if len(header) == 2 and (text in header) != (label in header):     # e.g. review,stars or label,tweet
+        other = next(c for c in header if c not in (text, label))
+        if other.lower() not in ("id", "idx", "index"):                # GLUE's unlabelled test files: index,sentence
+            if text in header and not label_column: label = other
+            elif label in header and not text_column: text = other
+    if text not in header:
+        want = [text_column] if text_column else list(TEXT_COLUMNS)
+        raise DataError(path, f"no text column {' or '.join(map(repr, want))} (found {header}; name it with "
+                              f"text_column / --text-column)", line)
+    if label not in header or label == text:
+        want = [label_column] if label_column else list(LABEL_COLUMNS)
+        raise DataError(path, f"no label column {' or '.join(map(repr, want))} (found {header}; name it with "
+                              f"label_column / --label-column)", line)
     return text, label
 
 def _read_delimited(path, text: str, delimiter: str, text_column, label_column):

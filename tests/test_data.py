@@ -69,6 +69,18 @@ def test_jsonl_and_given_columns(tmp_path):
     assert load_labelled(g).labels == [1, 0]                       # integers, whether written as numbers or not
 
 
+def test_usual_column_names_and_two_column_files(tmp_path):
+    "Without names: the usual ones; in a file of two columns, one known name is enough."
+    f = write(tmp_path / "a.csv", "review,stars\ngood,5\nbad,1\n")
+    assert load_labelled(f).texts == ["good", "bad"] and load_labelled(f).labels == [5, 1]
+    g = write(tmp_path / "b.jsonl", '{"label": "pos", "tweet": "hi"}\n{"label": "neg", "tweet": "no"}\n')
+    assert load_labelled(g).texts == ["hi", "no"] and load_labelled(g).label_names == ["neg", "pos"]
+    h = write(tmp_path / "c.tsv", "id\tcontent\tsentiment\n7\tfine\tpositive\n8\tdull\tnegative\n")
+    assert load_labelled(h).texts == ["fine", "dull"] and load_labelled(h).labels == [1, 0]
+    given = write(tmp_path / "d.csv", "text,label,topic\na,1,sport\nb,0,arts\n")
+    assert load_labelled(given, label_column="topic").label_names == ["arts", "sport"]   # a name given wins
+
+
 def test_named_sets_quick_and_sst2_local_copy(tmp_path):
     tiny = load_labelled("tiny")
     assert isinstance(tiny, LabelledData) and len(tiny) == 2000 and set(tiny.labels) == {0, 1}
@@ -80,8 +92,10 @@ def test_named_sets_quick_and_sst2_local_copy(tmp_path):
 
 
 BAD = {
-    "columns.tsv": ("review\tlabel\ngood\t1\n", 1, "no text column"),
-    "nolabel.csv": ("text,score\ngood,1\n", 1, "no label column 'label'"),
+    "columns.tsv": ("words\tlabel\tsource\ngood\t1\tx\n", 1, "no text column"),
+    "nolabel.csv": ("text,score,source\ngood,1,x\n", 1, "no label column 'label'"),
+    "glue_test.tsv": ("index\tsentence\n0\tgood\n", 1, "no label column"),
+    "twonames.csv": ("words,score\ngood,1\n", 1, "no text column"),
     "empty.csv": ("", None, "empty"),
     "blank.tsv": ("\n  \n", None, "empty"),
     "header.csv": ("text,label\n", None, "no examples"),
