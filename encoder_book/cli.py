@@ -89,10 +89,10 @@ def _model_config(args, vocab_size: int, num_labels: int, max_length: int):
 
 FINETUNE_EPOCHS = 3             # BERT's recipe (Devlin et al. used 2 to 4); --epochs overrides it
 FINETUNE_LR = 3e-4              # from pretrained or random weights alike: one recipe; --lr overrides it
-# On a CPU, a budget of training tokens caps the epochs, so that the defaults finish in minutes whatever the size of
-# the set: a big set gets fewer epochs, a very big one a fraction of one pass. SST-2's three epochs are 3.2M tokens
-# with the WikiText-2 vocabulary: about 18 minutes on one thread for the transformer (chapter 7), 1.5 for the LSTM.
-CPU_TOKEN_BUDGET = 3_500_000          # the transformer: about 20 minutes on one thread
+# On a CPU, a budget of training tokens caps the epochs, so that the time of the defaults is bounded whatever the size
+# of the set: a big set gets fewer epochs, a very big one a fraction of one pass. SST-2's three epochs (3.2M tokens
+# with the WikiText-2 vocabulary) take the transformer about 18 minutes on one thread (chapter 7).
+CPU_TOKEN_BUDGET = 3_500_000          # the transformer
 LSTM_CPU_TOKEN_BUDGET = 15_000_000    # the LSTM, nine times cheaper per token (SST-2: 72 s for 2 epochs, 994 s for 3)
 
 def default_epochs(train_tokens: int, device: str, epochs: float | None = None, budget: int | None = None) -> float:
