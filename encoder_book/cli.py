@@ -116,6 +116,7 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
         if lacking:
             raise FileNotFoundError(f"--init {init}: not a pretrained model folder (no {' or '.join(lacking)})")
         tok = WordPieceTokenizer.from_pretrained(init)
+        set_seed(args.seed)                    # the new head's random start depends on --seed, as from scratch
         with warnings.catch_warnings():        # the new classifier head is not in the checkpoint: that is expected
             warnings.filterwarnings("ignore", message="not in the checkpoint")
             model = BertForSequenceClassification.from_pretrained(init, num_labels=num_labels)

@@ -140,6 +140,19 @@ def test_finetune_transformer_init_three_classes(tmp_path, capsys, pretrained):
     assert json.loads((tmp_path / "o" / "config.json").read_text())["num_labels"] == 3
 
 
+def test_finetune_init_seeded(tmp_path, capsys, pretrained):
+    "--init with the same --seed twice in one process: the same model (the new head's start follows the seed too)."
+    from safetensors.torch import load_file
+    train, dev = pair(tmp_path, n=40)
+    def head(seed, name):
+        run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--init", pretrained,
+                        "--out", tmp_path / name, "--epochs", 1, "--batch-size", 16, "--seed", seed])
+        return load_file(tmp_path / name / "model.safetensors")
+    a, b, c = head(0, "a"), head(0, "b"), head(1, "c")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    assert not a["classifier.weight"].equal(c["classifier.weight"])
+
+
 @pytest.mark.parametrize("model", ["transformer", "lstm"])
 def test_finetune_given_tokenizer(tmp_path, capsys, pretrained, model):
     "--tokenizer DIR: a model from scratch that uses another folder's vocabulary (here the pretrained one's)."
