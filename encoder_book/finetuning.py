@@ -14,7 +14,7 @@ from .train import TrainConfig, fit, evaluate, predict
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'count_parameters', 'freeze_encoder', 'layerwise_lr_decay',
            'LoRALinear', 'add_lora', 'merge_lora', 'finetune', 'attention_maps', 'plot_attention', 'error_groups']
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-024
+# %% ../chapters/07_fine_tuning.ipynb #07fine-027
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     "(trainable, total) parameters of `model`; a tensor shared by two modules counts once."
     seen, trainable, total = set(), 0, 0
@@ -25,7 +25,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-025
+# %% ../chapters/07_fine_tuning.ipynb #07fine-028
 def freeze_encoder(model: BertForSequenceClassification, train_top_layers: int = 0) -> BertForSequenceClassification:
     "Freeze the embeddings and all but the top `train_top_layers` encoder layers; the pooler and classifier train."
     layers = model.bert.encoder.layer
@@ -41,7 +41,7 @@ def freeze_encoder(model: BertForSequenceClassification, train_top_layers: int =
         if part is not None: part.requires_grad_(True)
     return model
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-028
+# %% ../chapters/07_fine_tuning.ipynb #07fine-031
 def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> dict[str, float]:
     "Give each parameter an `lr_scale`: 1 for the head, decay**k for the k-th layer from the top, embeddings lowest."
     if not 0 < decay <= 1:
@@ -60,7 +60,7 @@ def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> di
         scales[name] = scale
     return scales
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-031
+# %% ../chapters/07_fine_tuning.ipynb #07fine-034
 class LoRALinear(nn.Module):
     "A frozen nn.Linear plus a trainable low-rank update: y = W x + b + (alpha / r) B A x, with B = 0 at the start."
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0):
@@ -100,7 +100,7 @@ class LoRALinear(nn.Module):
             if self.bias is not None: lin.bias.copy_(self.bias)
         return lin
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-032
+# %% ../chapters/07_fine_tuning.ipynb #07fine-035
 LORA_TARGETS = ("query", "key", "value", "out_proj")
 
 def add_lora(model: BertForSequenceClassification, r: int = 8, alpha: float = 16.0,
@@ -126,7 +126,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
                 setattr(module, name, child.merged())
     return model
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-035
+# %% ../chapters/07_fine_tuning.ipynb #07fine-038
 STRATEGIES = ("full", "probe", "top", "llrd", "lora")
 
 def finetune(model: BertForSequenceClassification, train_data, dev_data, strategy: str = "full",
@@ -151,7 +151,7 @@ def finetune(model: BertForSequenceClassification, train_data, dev_data, strateg
     return {"strategy": strategy, "trainable": trainable, "total": total, "train_seconds": history.train_seconds,
             "dev_accuracy": result["accuracy"], "dev_loss": result["loss"], "history": history}
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-040
+# %% ../chapters/07_fine_tuning.ipynb #07fine-043
 @torch.no_grad()
 def attention_maps(model: BertForSequenceClassification, tokenizer, text: str) -> tuple[list[str], Tensor]:
     "The tokens of `text` and the model's attention weights, (layers, heads, seq, seq), rows summing to 1."
@@ -177,7 +177,7 @@ def plot_attention(tokens: list[str], maps: Tensor, layers=None, ax_size: float 
     fig.tight_layout()
     return fig
 
-# %% ../chapters/07_fine_tuning.ipynb #07fine-043
+# %% ../chapters/07_fine_tuning.ipynb #07fine-046
 NEGATIONS = {"not", "no", "never", "nothing", "none", "nor", "neither", "n't", "cannot", "without", "hardly"}
 CONTRASTS = {"but", "though", "although", "however", "yet", "despite", "while", "still"}
 
