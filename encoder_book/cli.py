@@ -110,13 +110,13 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
     num_labels = max(train.num_labels, dev.num_labels, 2)
     if args.init and args.tokenizer:
         raise ValueError("--tokenizer is for a model from scratch; --init uses its folder's own vocab.txt")
+    set_seed(args.seed)                        # the random start (all weights, or a pretrained model's new head)
     if args.init:
         init = Path(args.init)
         lacking = [f for f in ("config.json", "vocab.txt") if not (init / f).is_file()]
         if lacking:
             raise FileNotFoundError(f"--init {init}: not a pretrained model folder (no {' or '.join(lacking)})")
         tok = WordPieceTokenizer.from_pretrained(init)
-        set_seed(args.seed)                    # the new head's random start depends on --seed, as from scratch
         with warnings.catch_warnings():        # the new classifier head is not in the checkpoint: that is expected
             warnings.filterwarnings("ignore", message="not in the checkpoint")
             model = BertForSequenceClassification.from_pretrained(init, num_labels=num_labels)
@@ -129,7 +129,6 @@ def finetune_transformer(args, train: LabelledData, dev: LabelledData) -> dict:
                       seed=args.seed, max_length=args.max_length, batch_size=args.batch_size)
     cfg.batch_size = min(cfg.batch_size, len(train))   # a tiny training set still makes one batch
     if not args.init:
-        set_seed(args.seed)
         model = BertForSequenceClassification(_model_config(args, tok.vocab_size, num_labels, cfg.max_length))
     if cfg.max_length > model.config.max_position_embeddings:
         raise ValueError(f"--max-length {cfg.max_length} is longer than the model's "
