@@ -14,7 +14,12 @@ needs the network fails here as it would for a reader offline. For every page it
 - code cells have copy buttons;
 - notebook pages have a Colab launch button pointing at the page's own notebook on GitHub;
 
-then saves a screenshot of each page to --screenshots, and checks that the search page finds a word.
+- no code block whose lines fit in 88 columns scrolls sideways at 1280 px (blocks with longer lines are counted
+  and reported, not failed: tools/page_check.py counts those lines in the notebooks);
+- opened again at 390 px as a phone, the page does not scroll sideways;
+
+then saves a screenshot of each page to --screenshots (phone screenshots in its phone/ folder), and checks that
+the search page finds a word.
 Everything is bounded: a time limit per page and for the whole run, after which Chromium and the server stop.
 Without Chromium the check is skipped with a message (exit 0), unless --require (or ENCODER_BOOK_REQUIRE_BROWSER=1)
 makes that an error. Exit status 1 when any check fails.
@@ -75,6 +80,9 @@ PAGE_REPORT_JS = r"""
   }
   const inline = text.match(/\$[^$\s][^$\n]{0,80}?[^$\s\\]\$/);   // $x^2$ left as text
   if (inline) raw.push(inline[0]);
+  const pres = Array.from(article.querySelectorAll("div.highlight pre"));
+  const widest = p => Math.max(0, ...p.textContent.split("\n").map(l => l.length));
+  const scrolling = pres.filter(p => p.scrollWidth > p.clientWidth + 1);
   const colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
   return JSON.stringify({
     title: document.title,
@@ -88,6 +96,15 @@ PAGE_REPORT_JS = r"""
     copy_buttons: article.querySelectorAll("button.copybtn").length,
     colab: colab,
     height: document.documentElement.scrollHeight,
+    // code blocks that scroll sideways: with every line <= 88 columns (the page's fault) or with longer lines
+    code_scroll: scrolling.filter(p => widest(p) <= 88).length,
+    code_scroll_long: scrolling.filter(p => widest(p) > 88).length,
+    code_widest_fit: Math.max(0, ...pres.filter(p => p.scrollWidth <= p.clientWidth + 1).map(widest)),
+    page_scroll_x: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    wide_elements: Array.from(article.querySelectorAll("*")).filter(e => {
+        const r = e.getBoundingClientRect();
+        return r.right > document.documentElement.clientWidth + 1 && !e.closest("pre, .highlight, mjx-container");
+      }).slice(0, 3).map(e => e.tagName.toLowerCase() + (e.className ? "." + String(e.className).split(" ")[0] : "")),
   });
 })()
 """
@@ -270,33 +287,54 @@ def problems_of(page: str, report: dict, events: list[dict], origin: str, site: 
     return out
 
 
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}   # an iPhone 12-14 viewport
+
+
 async def check_page(browser: Browser, session: str, origin: str, page: str, timeout: float,
-                     shots: Path | None, full_page: bool) -> tuple[dict, list[dict]]:
+                     shots: Path | None, full_page: bool, phone: bool = False) -> tuple[dict, list[dict]]:
+    "Load one page (at 1280 px, or at 390 px as a phone) and report on it; screenshot it to `shots`."
     browser.events[session] = []
-    await browser.send("Page.navigate", {"url": f"{origin}/{page}"}, session)
-    if await browser.wait_event(session, "Page.loadEventFired", timeout) is None:
-        raise TimeoutError(f"no load event within {timeout:.0f} s")
-    js = PAGE_REPORT_JS % {"timeout_ms": int(timeout * 1000)}
-    res = await browser.send("Runtime.evaluate", {"expression": js, "awaitPromise": True, "returnByValue": True},
-                             session, timeout=timeout + 5)
-    if "exceptionDetails" in res:
-        raise RuntimeError(f"the page report failed: {res['exceptionDetails'].get('text')}")
-    report = json.loads(res["result"]["value"])
-    if shots is not None:
-        if full_page:                                            # a viewport as tall as the page (capped)
-            await browser.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": min(report["height"], 16000),
-                                                                      "deviceScaleFactor": 1, "mobile": False}, session)
-            await asyncio.sleep(0.3)
-        try:
+    width = PHONE["width"] if phone else 1280
+    if phone:
+        await browser.send("Emulation.setDeviceMetricsOverride", PHONE, session)
+    try:
+        await browser.send("Page.navigate", {"url": f"{origin}/{page}"}, session)
+        if await browser.wait_event(session, "Page.loadEventFired", timeout) is None:
+            raise TimeoutError(f"no load event within {timeout:.0f} s")
+        js = PAGE_REPORT_JS % {"timeout_ms": int(timeout * 1000)}
+        res = await browser.send("Runtime.evaluate", {"expression": js, "awaitPromise": True, "returnByValue": True},
+                                 session, timeout=timeout + 5)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"the page report failed: {res['exceptionDetails'].get('text')}")
+        report = json.loads(res["result"]["value"])
+        if shots is not None:
+            if full_page:                                        # a viewport as tall as the page (capped)
+                await browser.send("Emulation.setDeviceMetricsOverride",
+                                   {**(PHONE if phone else {"deviceScaleFactor": 1, "mobile": False}),
+                                    "width": width, "height": min(report["height"], 16000)}, session)
+                await asyncio.sleep(0.3)
             shot = await browser.send("Page.captureScreenshot", {"format": "png"}, session, timeout=60)
-        finally:
-            if full_page:
-                await browser.send("Emulation.clearDeviceMetricsOverride", {}, session)
-        path = shots / (page.replace("/", "__")[:-len(".html")] + ".png")
-        path.write_bytes(base64.b64decode(shot["data"]))
-        report["screenshot"] = str(path)
+            folder = shots / "phone" if phone else shots
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / (page.replace("/", "__")[:-len(".html")] + ".png")
+            path.write_bytes(base64.b64decode(shot["data"]))
+            report["screenshot"] = str(path)
+    finally:
+        if phone or full_page:
+            await browser.send("Emulation.clearDeviceMetricsOverride", {}, session)
     await asyncio.sleep(0.2)                                     # late console messages
     return report, list(browser.events.get(session, []))
+
+
+def layout_problems(report: dict, phone: dict | None) -> list[str]:
+    "What does not fit: code blocks that scroll at 1280 px though their lines fit 88 columns; a phone page that scrolls."
+    out = []
+    if report.get("code_scroll"):
+        out.append(f"{report['code_scroll']} code block(s) with lines of at most 88 columns scroll sideways at 1280 px")
+    if phone is not None and phone.get("page_scroll_x", 0) > 0:
+        out.append(f"the page scrolls sideways at {PHONE['width']} px by {phone['page_scroll_x']} px "
+                   f"(wide: {', '.join(phone.get('wide_elements', [])) or '?'})")
+    return out
 
 
 async def run(site: Path, shots: Path | None, full_page: bool, page_timeout: float, executable: str,
@@ -319,13 +357,17 @@ async def run(site: Path, shots: Path | None, full_page: bool, page_timeout: flo
             try:
                 report, events = await check_page(browser, session, origin, page, page_timeout, shots, full_page)
                 problems = problems_of(page, report, events, origin, site, repo)
+                phone, _ = await check_page(browser, session, origin, page, page_timeout, shots, full_page, phone=True)
+                problems += layout_problems(report, phone)
+                report["phone_scroll_x"] = phone.get("page_scroll_x", 0)
             except Exception as e:                               # a page that cannot even be checked fails
                 report, problems = {}, [f"{type(e).__name__}: {e}"]
             results[page] = {"problems": problems, **report}
             failures += bool(problems)
             summary = (f"math {report.get('mathjax', 0)}/{report.get('math', 0)}, "
                        f"images {sum(i['ok'] for i in report.get('images', []))}/{len(report.get('images', []))}, "
-                       f"copy buttons {report.get('copy_buttons', 0)}, colab {'yes' if report.get('colab') else 'no'}")
+                       f"copy buttons {report.get('copy_buttons', 0)}, colab {'yes' if report.get('colab') else 'no'}, "
+                       f"code blocks scrolling (lines > 88 columns) {report.get('code_scroll_long', 0)}")
             print(f"{'ok  ' if not problems else 'FAIL'} {page:45} {summary} ({time.monotonic() - t0:.1f} s)")
             for p in problems:
                 print(f"       {p}")
