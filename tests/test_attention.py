@@ -5,8 +5,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import encoder_book.attention as attention
-from encoder_book.attention import (MultiHeadAttention, merge_heads, padding_mask_to_sdpa, prepare_attention_mask,
-                                    scaled_dot_product_attention, split_heads)
+from encoder_book.attention import (
+    MultiHeadAttention,
+    merge_heads,
+    padding_mask_to_sdpa,
+    prepare_attention_mask,
+    scaled_dot_product_attention,
+    split_heads,
+)
 
 HIDDEN, HEADS = 32, 4
 
@@ -59,7 +65,8 @@ def test_matches_torch_forward_and_gradients(pair, need_weights, padding):
         assert w1.shape == (3, HEADS, 6, 6) and torch.allclose(w1, w2, atol=1e-5)
     else:
         assert w1 is None
-    (out1 * g).sum().backward(); (out2 * g).sum().backward()
+    (out1 * g).sum().backward()
+    (out2 * g).sum().backward()
     assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
     w_in = torch.cat([ours.query.weight.grad, ours.key.weight.grad, ours.value.weight.grad])
     b_in = torch.cat([ours.query.bias.grad, ours.key.bias.grad, ours.value.bias.grad])
@@ -204,16 +211,24 @@ def test_determinism():
     assert torch.equal(mha(x)[0], mha(x)[0])                                   # no dropout in eval
     mha.train()
     for nw in (False, True):
-        torch.manual_seed(3); a = mha(x, need_weights=nw)[0]
-        torch.manual_seed(3); b = mha(x, need_weights=nw)[0]
-        torch.manual_seed(4); c = mha(x, need_weights=nw)[0]
+        torch.manual_seed(3)
+        a = mha(x, need_weights=nw)[0]
+        torch.manual_seed(3)
+        b = mha(x, need_weights=nw)[0]
+        torch.manual_seed(4)
+        c = mha(x, need_weights=nw)[0]
         assert torch.equal(a, b) and not torch.allclose(a, c)                 # dropout follows the seed
 
 
 @pytest.mark.parametrize("make, match", [
     (lambda m: MultiHeadAttention(30, 4), "divisible"),
     (lambda m: m(torch.randn(2, 5, 16)), "hidden_size=32"),
-    (lambda m: m(torch.randn(5, HIDDEN)), "hidden_states must have shape"),
+    (lambda m: m(torch.randn(HIDDEN)), "hidden_states must have shape"),
+    (lambda m: m(torch.randn(5, HIDDEN), torch.randn(2, 5, HIDDEN)), "unbatched"),
+    (lambda m: m(torch.randn(2, 5, HIDDEN), torch.randn(2, 5, HIDDEN),
+                 value_states=torch.randn(2, 4, HIDDEN)), "same length"),
+    (lambda m: m(torch.randn(2, 5, HIDDEN), value_states=torch.randn(2, 5, 8)), "vdim=32"),
+    (lambda m: MultiHeadAttention(HIDDEN, HEADS, kdim=-1), "positive"),
     (lambda m: m(torch.randn(2, 5, HIDDEN), torch.randn(3, 5, HIDDEN)), "batch size"),
     (lambda m: m(torch.randn(2, 5, HIDDEN), torch.randn(2, 5, 8)), "key_value_states must have shape"),
     (lambda m: m(torch.randn(2, 5, HIDDEN), attention_mask=torch.ones(2, 6)), "padding mask of shape"),
@@ -224,8 +239,120 @@ def test_determinism():
     (lambda m: scaled_dot_product_attention(torch.randn(3, 4), torch.randn(3, 5), torch.randn(3, 5)), "d_k"),
     (lambda m: scaled_dot_product_attention(torch.randn(3, 4), torch.randn(3, 4), torch.randn(2, 4)), "length"),
     (lambda m: scaled_dot_product_attention(torch.randn(4), torch.randn(4), torch.randn(4)), "at least 2"),
-    (lambda m: MultiHeadAttention.from_torch(nn.MultiheadAttention(HIDDEN, HEADS, kdim=8, vdim=8)), "kdim"),
+    (lambda m: MultiHeadAttention.from_torch(nn.MultiheadAttention(HIDDEN, HEADS, add_zero_attn=True)),
+     "add_zero_attn"),
 ])
 def test_bad_input_is_a_clear_value_error(make, match):
     with pytest.raises(ValueError, match=match):
         make(MultiHeadAttention(HIDDEN, HEADS))
+
+
+# what nn.MultiheadAttention accepts that a BERT user needs: kdim/vdim, unbatched input, mixed dtypes
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_kdim_vdim_match_torch_forward_and_gradients(bias):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=True, kdim=12, vdim=20, bias=bias)
+    ours = MultiHeadAttention.from_torch(theirs)
+    assert (ours.kdim, ours.vdim) == (12, 20) and ours.key.weight.shape == (HIDDEN, 12)
+    x, k, v = torch.randn(3, 6, HIDDEN), torch.randn(3, 9, 12), torch.randn(3, 9, 20)
+    keep = torch.ones(3, 9, dtype=torch.long)
+    keep[1, 5:] = 0
+    keep[2, 2:] = 0
+    for need_weights in (False, True):
+        ins1 = [t.clone().requires_grad_() for t in (x, k, v)]
+        ins2 = [t.clone().requires_grad_() for t in (x, k, v)]
+        o1, w1 = ours(ins1[0], ins1[1], keep, need_weights, value_states=ins1[2])
+        o2, w2 = theirs(*ins2, key_padding_mask=keep == 0, need_weights=need_weights,
+                        average_attn_weights=False)
+        assert torch.allclose(o1, o2, atol=1e-6)
+        if need_weights:
+            assert torch.allclose(w1, w2, atol=1e-6)
+        g = torch.randn_like(o1)
+        ours.zero_grad()
+        theirs.zero_grad()
+        (o1 * g).sum().backward()
+        (o2 * g).sum().backward()
+        for a, b in zip(ins1, ins2):
+            assert torch.allclose(a.grad, b.grad, atol=1e-5)
+        assert torch.allclose(ours.key.weight.grad, theirs.k_proj_weight.grad, atol=1e-5)
+        assert torch.allclose(ours.value.weight.grad, theirs.v_proj_weight.grad, atol=1e-5)
+        assert torch.allclose(ours.query.weight.grad, theirs.q_proj_weight.grad, atol=1e-5)
+
+
+def test_kdim_self_attention_needs_keys_of_that_width():
+    mha = MultiHeadAttention(HIDDEN, HEADS, kdim=12, vdim=12)
+    with pytest.raises(ValueError, match="kdim=12"):
+        mha(torch.randn(2, 5, HIDDEN))                 # keys default to the queries: wrong width
+    out, _ = mha(torch.randn(2, 5, HIDDEN), torch.randn(2, 7, 12))   # keys and values alike
+    assert out.shape == (2, 5, HIDDEN)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("mask", ["none", "padding", "causal"])
+def test_unbatched_input_matches_torch(batch_first, mask):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=batch_first).eval()
+    ours = MultiHeadAttention.from_torch(theirs).eval()
+    x = torch.randn(6, HIDDEN)                          # (seq, hidden): no batch axis
+    ours_mask = {"none": None, "padding": torch.tensor([1, 1, 1, 1, 0, 0]),
+                 "causal": torch.ones(6, 6, dtype=torch.bool).tril()}[mask]
+    kw = {"none": {}, "padding": {"key_padding_mask": torch.tensor([0, 0, 0, 0, 1, 1]).bool()},
+          "causal": {"attn_mask": ~torch.ones(6, 6, dtype=torch.bool).tril()}}[mask]
+    expected, expected_w = theirs(x, x, x, average_attn_weights=False, **kw)
+    out, w = ours(x, attention_mask=ours_mask, need_weights=True)
+    fast, none = ours(x, attention_mask=ours_mask)
+    assert out.shape == (6, HIDDEN) and w.shape == (HEADS, 6, 6) and none is None
+    assert torch.allclose(out, expected, atol=1e-6) and torch.allclose(fast, expected, atol=1e-6)
+    assert torch.allclose(w, expected_w, atol=1e-6)
+
+
+def test_unbatched_cross_attention_equals_a_batch_of_one():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(HIDDEN, HEADS, kdim=12, vdim=20).eval()
+    x, k, v = torch.randn(4, HIDDEN), torch.randn(7, 12), torch.randn(7, 20)
+    keep = torch.tensor([1, 1, 1, 1, 1, 0, 0])
+    out, w = mha(x, k, keep, True, value_states=v)
+    ref, ref_w = mha(x[None], k[None], keep[None], True, value_states=v[None])
+    assert torch.equal(out, ref[0]) and torch.equal(w, ref_w[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_matches_torch(dtype):
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=True).eval()
+    ours = MultiHeadAttention.from_torch(theirs).eval()
+    x = torch.randn(2, 6, HIDDEN)
+    with torch.autocast("cpu", dtype=dtype):
+        o1 = ours(x, attention_mask=PADDING[:2])[0]
+        o2 = theirs(x, x, x, key_padding_mask=PADDING[:2] == 0, need_weights=False)[0]
+    assert o1.dtype == o2.dtype == dtype
+    assert torch.allclose(o1.float(), o2.float(), atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.long, torch.float32, torch.float64])
+def test_mask_dtype_need_not_match_the_module(dtype, mask_dtype):
+    torch.manual_seed(0)
+    ref = MultiHeadAttention(HIDDEN, HEADS).eval()
+    mha = MultiHeadAttention(HIDDEN, HEADS).to(dtype).eval()
+    mha.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
+    x = torch.randn(2, 6, HIDDEN)
+    keep = PADDING[:2]                                          # (batch, k_len) 1/0
+    if mask_dtype.is_floating_point:                            # additive (batch, 1, 1, k_len)
+        mask = torch.zeros(2, 1, 1, 6, dtype=mask_dtype).masked_fill(keep[:, None, None] == 0, -1e4)
+    else:
+        mask = keep.to(mask_dtype)
+    expected = ref(x, attention_mask=keep)[0]
+    for need_weights in (False, True):
+        out = mha(x.to(dtype), attention_mask=mask, need_weights=need_weights)[0]
+        assert out.dtype == dtype
+        tol = 1e-6 if dtype == torch.float64 else 5e-2
+        assert torch.allclose(out.double(), expected.double(), atol=tol)
+
+
+def test_from_torch_keeps_training_mode_device_and_dtype():
+    theirs = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=True).double().eval()
+    ours = MultiHeadAttention.from_torch(theirs)
+    assert not ours.training and ours.query.weight.dtype == torch.float64

@@ -4,8 +4,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoder_book.encoder import (ACTIVATIONS, Encoder, EncoderLayer, FeedForward, gelu, gelu_tanh,
-                                  get_activation)
+from encoder_book.encoder import (
+    ACTIVATIONS,
+    Encoder,
+    EncoderLayer,
+    FeedForward,
+    gelu,
+    gelu_tanh,
+    get_activation,
+)
 from encoder_book.positional import RotaryEmbedding
 
 HIDDEN, HEADS = 32, 4

@@ -4,8 +4,15 @@ import math
 import pytest
 import torch
 
-from encoder_book.positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
-                                     apply_rotary, rotate_half, shift_matrix, sinusoidal_table)
+from encoder_book.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    apply_rotary,
+    rotate_half,
+    shift_matrix,
+    sinusoidal_table,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -218,3 +225,26 @@ def test_dtype_and_device_follow_the_input(device, dtype):
         assert out.dtype == dtype and out.device.type == device
     tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
     assert torch.allclose(sin_enc(x).float().cpu(), (x.float().cpu() + sinusoidal_table(5, 8)), atol=tol * 4)
+
+
+def test_rope_position_ids_in_the_table_use_its_rows_exactly():
+    from encoder_book.positional import apply_rotary
+    rope = RotaryEmbedding(8, max_position_embeddings=32)
+    q, k = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 4, 8)
+    ids = torch.tensor([[0, 5, 9, 31], [1, 2, 3, 4]])                    # (batch, seq)
+    cos, sin = rope.cos_cached[ids][:, None], rope.sin_cached[ids][:, None]
+    q_rot, k_rot = rope(q, k, ids)
+    assert torch.equal(q_rot, apply_rotary(q, cos, sin))
+    assert torch.equal(k_rot, apply_rotary(k, cos, sin))
+
+
+@pytest.mark.parametrize("ids", [torch.arange(5), torch.zeros(2, 3, 4, dtype=torch.long)])
+def test_rope_position_ids_of_the_wrong_shape(ids):
+    q = torch.randn(1, 2, 4, 8)
+    with pytest.raises(ValueError, match="position_ids must be"):
+        RotaryEmbedding(8)(q, q, ids)
+
+
+def test_learned_position_ids_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="position id 16 is out of range"):
+        LearnedPositionalEmbedding(16, 4)(torch.zeros(1, 2, 4), torch.tensor([0, 16]))
