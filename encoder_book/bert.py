@@ -33,14 +33,24 @@ __all__ = ['POSITION_EMBEDDING_TYPES', 'PROBLEM_TYPES', 'BertConfig', 'ModelOutp
 
 # %% ../chapters/04b_bert.ipynb #04bber-006
 POSITION_EMBEDDING_TYPES = ("absolute", "sinusoidal", "rotary")
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+PROBLEM_TYPES = (
+    "regression",
+    "single_label_classification",
+    "multi_label_classification",
+)
 # config.json keys that ask for what these models do not do: refused, never ignored
-_UNSUPPORTED = {"is_decoder": False, "add_cross_attention": False, "pruned_heads": {},
-                "quantization_config": None}
+_UNSUPPORTED = {
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "pruned_heads": {},
+    "quantization_config": None,
+}
+
 
 @dataclass
 class BertConfig:
-    "BERT's hyper-parameters under HF's field names. The defaults are bert-base-uncased."
+    "BERT's hyper-parameters, under HF's field names; defaults: bert-base-uncased."
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -55,84 +65,135 @@ class BertConfig:
     pad_token_id: int | None = 0
     num_labels: int = 2
     initializer_range: float = 0.02
-    classifier_dropout: float | None = None     # None: hidden_dropout_prob (as HF)
+    classifier_dropout: float | None = None  # None: hidden_dropout_prob (as HF)
     # HF's task and output settings
-    id2label: dict[int, str] | None = None      # None: LABEL_0, LABEL_1, ... (num_labels of them)
+    # None: LABEL_0, LABEL_1, ... (num_labels of them)
+    id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
-    problem_type: str | None = None             # None: chosen from num_labels and the labels' dtype
-    tie_word_embeddings: bool = True            # MLM output matrix = word embeddings
+    # None: chosen from num_labels and the labels' dtype
+    problem_type: str | None = None
+    tie_word_embeddings: bool = True  # MLM output matrix = word embeddings
     output_attentions: bool = False
     output_hidden_states: bool = False
-    return_dict: bool = True                    # False: plain tuples, in HF's order
-    torchscript: bool = False                   # True: plain tuples (as HF)
+    return_dict: bool = True  # False: plain tuples, in HF's order
+    torchscript: bool = False  # True: plain tuples (as HF)
     # beyond BERT; the defaults give BERT
-    position_embedding_type: str = "absolute"   # "absolute" (learned), "sinusoidal", "rotary"
-    pre_layer_norm: bool = False                # LayerNorm before each sublayer (+ one at the end)
-    rope_theta: float = 10000.0                 # base of the rotary angles
+    # "absolute" (learned), "sinusoidal", "rotary"
+    position_embedding_type: str = "absolute"
+    # LayerNorm before each sublayer (+ one at the end)
+    pre_layer_norm: bool = False
+    rope_theta: float = 10000.0  # base of the rotary angles
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size",
-                     "num_labels"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "num_labels",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_attention_heads ({self.num_attention_heads})")
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"unknown hidden_act {self.hidden_act!r}; "
-                             f"known: {', '.join(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown hidden_act {self.hidden_act!r}; "
+                f"known: {', '.join(ACTIVATIONS)}"
+            )
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
-            raise ValueError(f"position_embedding_type must be one of "
-                             f"{POSITION_EMBEDDING_TYPES}, got {self.position_embedding_type!r}")
+            raise ValueError(
+                f"position_embedding_type must be one of "
+                f"{POSITION_EMBEDDING_TYPES}, got {self.position_embedding_type!r}"
+            )
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
-            raise ValueError(f"rotary positions need an even head size, got {self.head_dim}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            raise ValueError(
+                f"rotary positions need an even head size, got {self.head_dim}"
+            )
+        for name in (
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "classifier_dropout",
+        ):
             p = getattr(self, name)
             if p is not None and not 0 <= p < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {p!r}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary "
-                             f"(vocab_size={self.vocab_size})")
+        if (
+            self.pad_token_id is not None
+            and not 0 <= self.pad_token_id < self.vocab_size
+        ):
+            raise ValueError(
+                f"pad_token_id {self.pad_token_id} is outside the vocabulary "
+                f"(vocab_size={self.vocab_size})"
+            )
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, "
-                             f"got {self.problem_type!r}")
+            raise ValueError(
+                f"problem_type must be None or one of {PROBLEM_TYPES}, "
+                f"got {self.problem_type!r}"
+            )
         if self.problem_type == "single_label_classification" and self.num_labels == 1:
-            raise ValueError('problem_type="single_label_classification" requires num_labels > 1 '
-                             '(binary: num_labels=2; one output: problem_type="regression")')
-        for name in ("tie_word_embeddings", "output_attentions", "output_hidden_states",
-                     "return_dict", "torchscript", "pre_layer_norm"):
+            raise ValueError(
+                'problem_type="single_label_classification" requires num_labels > 1 '
+                '(binary: num_labels=2; one output: problem_type="regression")'
+            )
+        for name in (
+            "tie_word_embeddings",
+            "output_attentions",
+            "output_hidden_states",
+            "return_dict",
+            "torchscript",
+            "pre_layer_norm",
+        ):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise TypeError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
         self._check_labels()
 
     def _check_labels(self) -> None:
-        "id2label/label2id: int ids as HF makes them; default names LABEL_i follow num_labels."
+        "id2label/label2id: int ids (as HF); default names LABEL_i follow num_labels."
         if self.id2label is None:
             self.id2label = {}
         if not isinstance(self.id2label, dict):
-            raise TypeError(f"id2label must be a dict {{id: name}}, "
-                            f"got {type(self.id2label).__name__}")
+            raise TypeError(
+                f"id2label must be a dict {{id: name}}, "
+                f"got {type(self.id2label).__name__}"
+            )
         try:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
         except (TypeError, ValueError):
-            raise ValueError(f"id2label keys must be integers, got {list(self.id2label)}") from None
+            raise ValueError(
+                f"id2label keys must be integers, got {list(self.id2label)}"
+            ) from None
         default = lambda n: {i: f"LABEL_{i}" for i in range(n)}
-        if self.id2label == default(len(self.id2label)):     # default names: as many as needed
+        # default names: as many as needed
+        if self.id2label == default(len(self.id2label)):
             self.id2label = default(self.num_labels)
         if sorted(self.id2label) != list(range(self.num_labels)):
-            raise ValueError(f"id2label has ids {sorted(self.id2label)}, but num_labels="
-                             f"{self.num_labels} needs 0 .. {self.num_labels - 1}")
+            raise ValueError(
+                f"id2label has ids {sorted(self.id2label)}, but num_labels="
+                f"{self.num_labels} needs 0 .. {self.num_labels - 1}"
+            )
         if self.label2id is None:
             self.label2id = {}
         if not isinstance(self.label2id, dict):
-            raise TypeError(f"label2id must be a dict {{name: id}}, "
-                            f"got {type(self.label2id).__name__}")
+            raise TypeError(
+                f"label2id must be a dict {{name: id}}, "
+                f"got {type(self.label2id).__name__}"
+            )
         try:
             self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
         except (TypeError, ValueError):
-            raise ValueError(f"label2id values must be integers, got {self.label2id}") from None
+            raise ValueError(
+                f"label2id values must be integers, got {self.label2id}"
+            ) from None
         if self.label2id == {v: k for k, v in default(len(self.label2id)).items()}:
             self.label2id = {v: k for k, v in self.id2label.items()}
 
@@ -142,7 +203,7 @@ class BertConfig:
 
     @property
     def hf_compatible(self) -> bool:
-        "Whether HF's BERT classes can hold this model: post-LN, learned absolute positions."
+        "Whether HF's BERT can hold this model: post-LN, learned absolute positions."
         return self.position_embedding_type == "absolute" and not self.pre_layer_norm
 
     def to_dict(self) -> dict:
@@ -150,33 +211,37 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BertConfig:
-        "A config from a dict such as a config.json (HF's or ours); keys we do not use are ignored."
+        "A config from a dict such as config.json (HF's or ours); extra keys ignored."
         for key, default in _UNSUPPORTED.items():
             if d.get(key, default) not in (default, None):
-                raise ValueError(f"this config sets {key}={d[key]!r}, which these models do not "
-                                 f"implement (BERT encoders only)")
+                raise ValueError(
+                    f"this config sets {key}={d[key]!r}, which these models do not "
+                    f"implement (BERT encoders only)"
+                )
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
-        if isinstance(d.get("id2label"), dict):        # HF: the label map decides num_labels
+        # HF: the label map decides num_labels
+        if isinstance(d.get("id2label"), dict):
             kwargs["num_labels"] = len(d["id2label"])
         return cls(**kwargs)
 
     def replace(self, **changes) -> BertConfig:
-        "A copy with some fields changed; a new num_labels brings new default label names (as HF)."
+        "A copy with some fields changed; a new num_labels: new default names (HF)."
         if "num_labels" in changes and changes["num_labels"] != self.num_labels:
             changes.setdefault("id2label", None)
             changes.setdefault("label2id", None)
         return dataclasses.replace(self, **changes)
 
     def to_json_dict(self, architecture: str = "BertModel") -> dict:
-        "The config.json contents: our fields plus what HF's BertConfig expects to find."
+        "The config.json contents: our fields plus what HF's BertConfig expects."
         d = self.to_dict()
-        d["id2label"] = {str(k): v for k, v in self.id2label.items()}      # JSON keys are strings
+        # JSON keys are strings
+        d["id2label"] = {str(k): v for k, v in self.id2label.items()}
         d.update(model_type="bert", architectures=[architecture])
         return d
 
     def save_pretrained(self, directory, architecture: str = "BertModel") -> Path:
-        "Write directory/config.json (readable by transformers.BertConfig.from_pretrained)."
+        "Write directory/config.json (transformers.BertConfig reads it)."
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_json_dict(architecture), indent=2, sort_keys=True)
@@ -188,7 +253,9 @@ class BertConfig:
         "Read directory/config.json, ours or HF's."
         path = Path(directory) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no config.json in {directory}: not a model directory")
+            raise FileNotFoundError(
+                f"no config.json in {directory}: not a model directory"
+            )
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
@@ -202,12 +269,21 @@ class BertConfig:
     def to_hf(self, **kwargs):
         "The same configuration as a transformers.BertConfig (kwargs go to it)."
         import transformers
+
         if not self.hf_compatible:
-            raise ValueError("HF's BERT is post-LN with learned absolute positions; this config has "
-                             f"pre_layer_norm={self.pre_layer_norm}, position_embedding_type="
-                             f"{self.position_embedding_type!r}")
-        ours_only = ("position_embedding_type", "pre_layer_norm", "rope_theta", "num_labels")
-        d = {k: v for k, v in self.to_dict().items() if k not in ours_only}   # id2label: num_labels
+            raise ValueError(
+                "HF's BERT is post-LN with learned absolute positions; this config has "
+                f"pre_layer_norm={self.pre_layer_norm}, position_embedding_type="
+                f"{self.position_embedding_type!r}"
+            )
+        ours_only = (
+            "position_embedding_type",
+            "pre_layer_norm",
+            "rope_theta",
+            "num_labels",
+        )
+        # id2label: num_labels
+        d = {k: v for k, v in self.to_dict().items() if k not in ours_only}
         return transformers.BertConfig(**d, **kwargs)
 
     @classmethod
@@ -217,10 +293,13 @@ class BertConfig:
 
 # %% ../chapters/04b_bert.ipynb #04bber-012
 class ModelOutput:
-    "Indexed as HF's outputs are: out['logits'], out[0], to_tuple(); loss first, None fields skipped."
+    "Indexed as HF's: out['logits'], out[0], to_tuple(); loss first, no None."
+
     def keys(self) -> list[str]:
         names = [f.name for f in dataclasses.fields(self)]
-        names = ["loss"] + [n for n in names if n != "loss"] if "loss" in names else names
+        names = (
+            ["loss"] + [n for n in names if n != "loss"] if "loss" in names else names
+        )
         return [n for n in names if getattr(self, n) is not None]
 
     def to_tuple(self) -> tuple:
@@ -245,100 +324,146 @@ class ModelOutput:
     def items(self) -> list[tuple[str, Tensor]]:
         return list(zip(self.keys(), self.to_tuple()))
 
+
 @dataclass
 class BertModelOutput(ModelOutput):
     "BertModel's result: one vector per token, and the pooled [CLS] vector."
-    last_hidden_state: Tensor                          # (batch, seq, hidden)
-    pooler_output: Tensor | None = None                # (batch, hidden)
-    hidden_states: tuple[Tensor, ...] | None = None    # embeddings, then each layer
-    attentions: tuple[Tensor, ...] | None = None       # each layer: (batch, heads, seq, seq)
+
+    last_hidden_state: Tensor  # (batch, seq, hidden)
+    pooler_output: Tensor | None = None  # (batch, hidden)
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings, then each layer
+    # each layer: (batch, heads, seq, seq)
+    attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class MaskedLMOutput(ModelOutput):
-    "BertForMaskedLM's result: vocabulary scores per token, and the loss when labels are given."
-    logits: Tensor                                     # (batch, seq, vocab_size)
+    "BertForMaskedLM's result: vocabulary scores per token, and the loss."
+
+    logits: Tensor  # (batch, seq, vocab_size)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class SequenceClassifierOutput(ModelOutput):
-    "A sequence classifier's result: scores per sequence, and the loss when labels are given."
-    logits: Tensor                                     # (batch, num_labels)
+    "A sequence classifier's result: scores per sequence, and the loss."
+
+    logits: Tensor  # (batch, num_labels)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
 
+
 @dataclass
 class TokenClassifierOutput(ModelOutput):
-    "BertForTokenClassification's result: scores per token, and the loss when labels are given."
-    logits: Tensor                                     # (batch, seq, num_labels)
+    "BertForTokenClassification's result: scores per token, and the loss."
+
+    logits: Tensor  # (batch, seq, num_labels)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class QuestionAnsweringModelOutput(ModelOutput):
     "BertForQuestionAnswering's result: start and end scores per token, and the loss."
-    start_logits: Tensor                               # (batch, seq)
-    end_logits: Tensor                                 # (batch, seq)
+
+    start_logits: Tensor  # (batch, seq)
+    end_logits: Tensor  # (batch, seq)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class MultipleChoiceModelOutput(ModelOutput):
-    "BertForMultipleChoice's result: one score per choice, and the loss when labels are given."
-    logits: Tensor                                     # (batch, num_choices)
+    "BertForMultipleChoice's result: one score per choice, and the loss."
+
+    logits: Tensor  # (batch, num_choices)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class NextSentencePredictorOutput(ModelOutput):
-    "BertForNextSentencePrediction's result: is-next (0) / random (1) scores, and the loss."
-    logits: Tensor                                     # (batch, 2)
+    "BertForNextSentencePrediction's result: is-next (0) / random (1), loss."
+
+    logits: Tensor  # (batch, 2)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
 
 @dataclass
 class BertForPreTrainingOutput(ModelOutput):
-    "BertForPreTraining's result: MLM and NSP scores, and their summed loss when both labels are given."
-    prediction_logits: Tensor                          # (batch, seq, vocab_size)
-    seq_relationship_logits: Tensor                    # (batch, 2)
+    "BertForPreTraining's result: MLM and NSP scores, and their summed loss."
+
+    prediction_logits: Tensor  # (batch, seq, vocab_size)
+    seq_relationship_logits: Tensor  # (batch, 2)
     loss: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
 
-_OUTPUTS = (BertModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput,
-            QuestionAnsweringModelOutput, MultipleChoiceModelOutput, NextSentencePredictorOutput,
-            BertForPreTrainingOutput)
-if hasattr(torch.export, "register_dataclass"):      # torch.export returns them (torch >= 2.2)
+
+_OUTPUTS = (
+    BertModelOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    QuestionAnsweringModelOutput,
+    MultipleChoiceModelOutput,
+    NextSentencePredictorOutput,
+    BertForPreTrainingOutput,
+)
+# torch.export returns them (torch >= 2.2)
+if hasattr(torch.export, "register_dataclass"):
     for _cls in _OUTPUTS:
-        torch.export.register_dataclass(_cls, serialized_type_name=f"encoder_book.{_cls.__name__}")
+        torch.export.register_dataclass(
+            _cls, serialized_type_name=f"encoder_book.{_cls.__name__}"
+        )
 
 # %% ../chapters/04b_bert.ipynb #04bber-014
 class Embeddings(BertEmbeddings):
-    "Chapter 1's BertEmbeddings with the positions the config asks for, and HF's inputs_embeds."
+    "Chapter 1's BertEmbeddings, positions as configured, and HF's inputs_embeds."
+
     def __init__(self, config: BertConfig):
-        super().__init__(config.vocab_size, config.hidden_size, config.max_position_embeddings,
-                         config.type_vocab_size, config.pad_token_id, config.layer_norm_eps,
-                         config.hidden_dropout_prob)
+        super().__init__(
+            config.vocab_size,
+            config.hidden_size,
+            config.max_position_embeddings,
+            config.type_vocab_size,
+            config.pad_token_id,
+            config.layer_norm_eps,
+            config.hidden_dropout_prob,
+        )
         self.position_embedding_type = config.position_embedding_type
         if self.position_embedding_type != "absolute":
-            del self.position_embeddings                   # rotary positions live in attention
-        self.sinusoidal = (SinusoidalPositionalEncoding(config.hidden_size,
-                                                        config.max_position_embeddings)
-                           if self.position_embedding_type == "sinusoidal" else None)
+            # rotary positions live in attention
+            del self.position_embeddings
+        self.sinusoidal = (
+            SinusoidalPositionalEncoding(
+                config.hidden_size, config.max_position_embeddings
+            )
+            if self.position_embedding_type == "sinusoidal"
+            else None
+        )
 
-    def forward(self, input_ids: Tensor | None = None, token_type_ids: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+    ) -> Tensor:
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, seq = x.shape[:2]                                       # x: (batch, seq, hidden)
+        # x: (batch, seq, hidden)
+        batch, seq = x.shape[:2]
         if self.position_embedding_type == "absolute":
             if position_ids is None:
-                position_ids = self.position_ids[:, :seq]               # (1, seq)
+                position_ids = self.position_ids[:, :seq]  # (1, seq)
             x = x + self.position_embeddings(position_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros(batch, seq, dtype=torch.long, device=x.device)
@@ -349,14 +474,17 @@ class Embeddings(BertEmbeddings):
 
 # %% ../chapters/04b_bert.ipynb #04bber-017
 class BertPreTrainedModel(nn.Module):
-    "What all models here share: a config, HF's initialisation, HF's conveniences and files."
-    hf_class = "BertModel"             # the transformers class with the same weights
+    "What all models share: a config, HF's initialisation, conveniences, files."
+
+    hf_class = "BertModel"  # the transformers class with the same weights
 
     def __init__(self, config: BertConfig):
         super().__init__()
         if not isinstance(config, BertConfig):
-            raise TypeError(f"config must be an encoder_book.bert.BertConfig, got "
-                            f"{type(config).__name__} (for a transformers config: BertConfig.from_hf)")
+            raise TypeError(
+                f"config must be an encoder_book.bert.BertConfig, got "
+                f"{type(config).__name__} (a transformers config: BertConfig.from_hf)"
+            )
         self.config = config
 
     @torch.no_grad()
@@ -375,7 +503,7 @@ class BertPreTrainedModel(nn.Module):
             module.bias.zero_()
 
     def init_weights(self) -> BertPreTrainedModel:
-        "HF's initialisation: weights N(0, initializer_range), biases 0, LayerNorm 1 and 0, [PAD] 0."
+        "HF's init: weights N(0, initializer_range), biases 0, LayerNorm 1/0, [PAD] 0."
         return self.apply(self._init_weights)
 
     # --- HF's conveniences
@@ -387,12 +515,20 @@ class BertPreTrainedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
-        "The number of parameters (HF's method): all, or only those that train / are not embeddings."
-        skip = ({id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-                if exclude_embeddings else set())
-        return sum(p.numel() for p in self.parameters()
-                   if id(p) not in skip and (p.requires_grad or not only_trainable))
+    def num_parameters(
+        self, only_trainable: bool = False, exclude_embeddings: bool = False
+    ) -> int:
+        "The number of parameters: all, trainable only, or without embeddings (HF)."
+        skip = (
+            {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+            if exclude_embeddings
+            else set()
+        )
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if id(p) not in skip and (p.requires_grad or not only_trainable)
+        )
 
     def _backbone(self) -> BertModel:
         return self.bert if hasattr(self, "bert") else self
@@ -402,26 +538,39 @@ class BertPreTrainedModel(nn.Module):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         if not isinstance(value, nn.Embedding):
-            raise TypeError(f"input embeddings must be an nn.Embedding, got {type(value).__name__}")
+            raise TypeError(
+                f"input embeddings must be an nn.Embedding, got {type(value).__name__}"
+            )
         self._backbone().embeddings.word_embeddings = value
 
-    def resize_token_embeddings(self, new_num_tokens: int | None = None,
-                                pad_to_multiple_of: int | None = None) -> nn.Embedding:
-        "New vocabulary size: rows kept, new rows initialised; an MLM head follows (HF's method)."
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None
+    ) -> nn.Embedding:
+        "New vocabulary size: old rows kept, new ones initialised; MLM head too."
         old = self.get_input_embeddings()
         n = old.num_embeddings if new_num_tokens is None else new_num_tokens
-        for name, v in (("new_num_tokens", n), ("pad_to_multiple_of", pad_to_multiple_of or 1)):
+        for name, v in (
+            ("new_num_tokens", n),
+            ("pad_to_multiple_of", pad_to_multiple_of or 1),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if pad_to_multiple_of:
             n = math.ceil(n / pad_to_multiple_of) * pad_to_multiple_of
         if self.config.pad_token_id is not None and self.config.pad_token_id >= n:
-            raise ValueError(f"new_num_tokens={n} would drop pad_token_id={self.config.pad_token_id}")
+            raise ValueError(
+                f"new_num_tokens={n} would drop pad_token_id={self.config.pad_token_id}"
+            )
         if n == old.num_embeddings:
             return old
         keep = min(n, old.num_embeddings)
-        new = nn.Embedding(n, old.embedding_dim, padding_idx=old.padding_idx,
-                           device=old.weight.device, dtype=old.weight.dtype)
+        new = nn.Embedding(
+            n,
+            old.embedding_dim,
+            padding_idx=old.padding_idx,
+            device=old.weight.device,
+            dtype=old.weight.dtype,
+        )
         self._init_weights(new)
         with torch.no_grad():
             new.weight[:keep] = old.weight[:keep]
@@ -432,10 +581,13 @@ class BertPreTrainedModel(nn.Module):
         self.config.vocab_size = n
         return new
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
-        "Recompute each layer's activations in the backward pass instead of keeping them (HF's method)."
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None
+    ):
+        "Recompute each layer's activations in the backward pass, not keep them."
         kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
-        for layer in self._backbone().encoder.layer:    # an instance attribute overrides forward
+        # an instance attribute overrides forward
+        for layer in self._backbone().encoder.layer:
             layer.forward = functools.partial(_checkpointed_forward, layer, kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
@@ -444,18 +596,29 @@ class BertPreTrainedModel(nn.Module):
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return any("forward" in layer.__dict__ for layer in self._backbone().encoder.layer)
+        return any(
+            "forward" in layer.__dict__ for layer in self._backbone().encoder.layer
+        )
 
-    def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, ...]:
+    def _flags(
+        self, output_attentions, output_hidden_states, return_dict
+    ) -> tuple[bool, ...]:
         "The output options: the argument when given, else the config's (as HF)."
         c = self.config
-        return (c.output_attentions if output_attentions is None else output_attentions,
-                c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                (c.return_dict and not c.torchscript) if return_dict is None else return_dict)
+        return (
+            c.output_attentions if output_attentions is None else output_attentions,
+            c.output_hidden_states
+            if output_hidden_states is None
+            else output_hidden_states,
+            (c.return_dict and not c.torchscript)
+            if return_dict is None
+            else return_dict,
+        )
 
     # --- HF interop and files (the functions are defined further down)
-    def load_hf_state_dict(self, state_dict: dict[str, Tensor],
-                           ignore_mismatched_sizes: bool = False) -> BertPreTrainedModel:
+    def load_hf_state_dict(
+        self, state_dict: dict[str, Tensor], ignore_mismatched_sizes: bool = False
+    ) -> BertPreTrainedModel:
         "Load weights named as HF names them, from any BERT class."
         return load_hf_weights(self, state_dict, ignore_mismatched_sizes)
 
@@ -465,18 +628,20 @@ class BertPreTrainedModel(nn.Module):
         return model_from_hf(cls, hf_model)
 
     def to_hf(self, attn_implementation: str = "sdpa"):
-        "The same model as a transformers object (transformers.BertModel, BertForMaskedLM, ...)."
+        "The same model as a transformers object (BertModel, BertForMaskedLM, ...)."
         return model_to_hf(self, attn_implementation)
 
     def save_pretrained(self, directory) -> Path:
-        "Write directory/config.json and model.safetensors, with HF's names: transformers loads them."
+        "Write config.json and model.safetensors, HF's names: transformers loads them."
         return save_model(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory, ignore_mismatched_sizes: bool = False,
-                        **config_overrides) -> BertPreTrainedModel:
+    def from_pretrained(
+        cls, directory, ignore_mismatched_sizes: bool = False, **config_overrides
+    ) -> BertPreTrainedModel:
         "Load a directory written by save_pretrained, ours or HF's, in eval mode."
         return load_model(cls, directory, ignore_mismatched_sizes, **config_overrides)
+
 
 def _checkpointed_forward(layer: nn.Module, kwargs: dict, *args):
     forward = type(layer).forward.__get__(layer)
@@ -486,128 +651,211 @@ def _checkpointed_forward(layer: nn.Module, kwargs: dict, *args):
 
 # %% ../chapters/04b_bert.ipynb #04bber-019
 def _eager() -> bool:
-    "False under torch.compile, torch.export and jit tracing, where data checks would sync."
+    "False under torch.compile, torch.export and jit tracing (checks would sync)."
     compiling = getattr(torch.compiler, "is_compiling", lambda: False)
     return not (compiling() or torch.jit.is_tracing())
 
-def check_inputs(c: BertConfig, input_ids=None, attention_mask: Tensor | None = None,
-                 token_type_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> None:
-    "Clear errors for inputs that would otherwise fail deep inside the model (or not fail)."
+
+def check_inputs(
+    c: BertConfig,
+    input_ids=None,
+    attention_mask: Tensor | None = None,
+    token_type_ids: Tensor | None = None,
+    inputs_embeds: Tensor | None = None,
+) -> None:
+    "Clear errors for inputs that would fail deep inside the model (or not fail)."
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("give exactly one of input_ids and inputs_embeds")
     if inputs_embeds is not None:
-        if not isinstance(inputs_embeds, Tensor) or not inputs_embeds.is_floating_point():
-            raise TypeError("inputs_embeds must be a float tensor (batch, seq, hidden_size)")
+        if (
+            not isinstance(inputs_embeds, Tensor)
+            or not inputs_embeds.is_floating_point()
+        ):
+            raise TypeError(
+                "inputs_embeds must be a float tensor (batch, seq, hidden_size)"
+            )
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != c.hidden_size:
-            raise ValueError(f"inputs_embeds must have shape (batch, seq, hidden_size="
-                             f"{c.hidden_size}), got {tuple(inputs_embeds.shape)}")
+            raise ValueError(
+                f"inputs_embeds must have shape (batch, seq, hidden_size="
+                f"{c.hidden_size}), got {tuple(inputs_embeds.shape)}"
+            )
         shape = tuple(inputs_embeds.shape[:2])
     else:
         if not isinstance(input_ids, Tensor):
-            raise TypeError(f"input_ids must be a tensor of token ids, got {type(input_ids).__name__}")
-        if (input_ids.dtype.is_floating_point or input_ids.dtype.is_complex
-                or input_ids.dtype == torch.bool):
-            raise TypeError(f"input_ids must hold integer token ids (torch.long), "
-                            f"got {input_ids.dtype}")
+            raise TypeError(
+                f"input_ids must be a tensor of token ids, "
+                f"got {type(input_ids).__name__}"
+            )
+        if (
+            input_ids.dtype.is_floating_point
+            or input_ids.dtype.is_complex
+            or input_ids.dtype == torch.bool
+        ):
+            raise TypeError(
+                f"input_ids must hold integer token ids (torch.long), "
+                f"got {input_ids.dtype}"
+            )
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}"
+            )
         shape = tuple(input_ids.shape)
     if shape[1] > c.max_position_embeddings:
-        raise ValueError(f"sequence of {shape[1]} tokens is longer than max_position_embeddings="
-                         f"{c.max_position_embeddings}: truncate it")
-    for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        raise ValueError(
+            f"sequence of {shape[1]} tokens is longer than max_position_embeddings="
+            f"{c.max_position_embeddings}: truncate it"
+        )
+    for name, t in (
+        ("attention_mask", attention_mask),
+        ("token_type_ids", token_type_ids),
+    ):
         if t is not None and tuple(t.shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, the input {shape}: "
-                             f"they must be equal (batch, seq)")
-    if not _eager():                   # the value checks below read tensors: eager mode only
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)}, the input {shape}: "
+                f"they must be equal (batch, seq)"
+            )
+    # the value checks below read tensors: eager mode only
+    if not _eager():
         return
     if input_ids is not None and input_ids.numel():
         lo, hi = int(input_ids.min()), int(input_ids.max())
         if lo < 0 or hi >= c.vocab_size:
-            raise ValueError(f"token id {lo if lo < 0 else hi} is outside the vocabulary (vocab_size="
-                             f"{c.vocab_size}): do the tokenizer and the model belong together?")
-    if token_type_ids is not None and token_type_ids.numel() and (
-            int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= c.type_vocab_size):
-        raise ValueError(f"token_type_ids must be in [0, {c.type_vocab_size}) (type_vocab_size)")
+            raise ValueError(
+                f"token id {lo if lo < 0 else hi} is outside the vocabulary "
+                f"(vocab_size="
+                f"{c.vocab_size}): do the tokenizer and the model belong together?"
+            )
+    if (
+        token_type_ids is not None
+        and token_type_ids.numel()
+        and (
+            int(token_type_ids.min()) < 0
+            or int(token_type_ids.max()) >= c.type_vocab_size
+        )
+    ):
+        raise ValueError(
+            f"token_type_ids must be in [0, {c.type_vocab_size}) (type_vocab_size)"
+        )
 
 # %% ../chapters/04b_bert.ipynb #04bber-022
 class BertPooler(nn.Module):
     "dense + tanh on the [CLS] token's final vector."
+
     def __init__(self, hidden_size: int):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))     # (batch, seq, hidden) -> (batch, hidden)
+        # (batch, seq, hidden) -> (batch, hidden)
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
 
 class BertModel(BertPreTrainedModel):
-    "BERT: embeddings, a stack of encoder layers and a pooler; weights as transformers.BertModel's."
+    "BERT: embeddings, encoder layers and a pooler; weights as HF's BertModel's."
+
     hf_class = "BertModel"
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         c = config
         self.embeddings = Embeddings(c)
-        rotary = (RotaryEmbedding(c.head_dim, c.max_position_embeddings, c.rope_theta)
-                  if c.position_embedding_type == "rotary" else None)
-        self.encoder = Encoder(c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
-                               c.intermediate_size, c.hidden_act, c.hidden_dropout_prob,
-                               c.attention_probs_dropout_prob, c.layer_norm_eps, c.pre_layer_norm,
-                               rotary)
+        rotary = (
+            RotaryEmbedding(c.head_dim, c.max_position_embeddings, c.rope_theta)
+            if c.position_embedding_type == "rotary"
+            else None
+        )
+        self.encoder = Encoder(
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size,
+            c.hidden_act,
+            c.hidden_dropout_prob,
+            c.attention_probs_dropout_prob,
+            c.layer_norm_eps,
+            c.pre_layer_norm,
+            rotary,
+        )
         self.pooler = BertPooler(c.hidden_size) if add_pooling_layer else None
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
-                inputs_embeds: Tensor | None = None, *, output_attentions: bool | None = None,
-                output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> BertModelOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        check_inputs(self.config, input_ids, attention_mask, token_type_ids, inputs_embeds)
-        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (b, s, hidden)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BertModelOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        check_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, inputs_embeds
+        )
+        # (b, s, hidden)
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         out = self.encoder(x, attention_mask, states, attn)
         pooled = self.pooler(out.last_hidden_state) if self.pooler is not None else None
-        result = BertModelOutput(out.last_hidden_state, pooled, out.hidden_states, out.attentions)
+        result = BertModelOutput(
+            out.last_hidden_state, pooled, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
 # %% ../chapters/04b_bert.ipynb #04bber-025
 class MaskedLMHead(nn.Module):
-    "BERT's MLM head: dense + activation + LayerNorm, then scores against the output matrix, + a bias."
+    "BERT's MLM head: dense, activation, LayerNorm, then the output matrix + a bias."
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = get_activation(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        # tied (BERT's default): the output matrix is the word embedding matrix, passed to forward
-        self.decoder = (None if config.tie_word_embeddings else
-                        nn.Linear(config.hidden_size, config.vocab_size, bias=False))
+        # tied (the default): the output matrix is the word embeddings, given to forward
+        self.decoder = (
+            None
+            if config.tie_word_embeddings
+            else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
 
-    def forward(self, hidden_states: Tensor, word_embeddings: Tensor | None = None) -> Tensor:
-        h = self.LayerNorm(self.act(self.dense(hidden_states)))          # (batch, seq, hidden)
+    def forward(
+        self, hidden_states: Tensor, word_embeddings: Tensor | None = None
+    ) -> Tensor:
+        # (batch, seq, hidden)
+        h = self.LayerNorm(self.act(self.dense(hidden_states)))
         weight = word_embeddings if self.decoder is None else self.decoder.weight
-        return F.linear(h, weight, self.bias)                            # (batch, seq, vocab_size)
+        # (batch, seq, vocab_size)
+        return F.linear(h, weight, self.bias)
 
     @torch.no_grad()
     def resize(self, n: int, keep: int, init) -> None:
-        "A new vocabulary size n, keeping the first `keep` rows of the bias (and untied decoder)."
+        "Vocabulary size n, keeping `keep` rows of the bias (and of an untied decoder)."
         bias = torch.zeros(n, dtype=self.bias.dtype, device=self.bias.device)
         bias[:keep] = self.bias[:keep]
         self.bias = nn.Parameter(bias)
         if self.decoder is not None:
             old = self.decoder
-            self.decoder = nn.Linear(old.in_features, n, bias=False, device=bias.device,
-                                     dtype=bias.dtype)
+            self.decoder = nn.Linear(
+                old.in_features, n, bias=False, device=bias.device, dtype=bias.dtype
+            )
             init(self.decoder)
             self.decoder.weight[:keep] = old.weight[:keep]
 
+
 def _dropout(config: BertConfig) -> nn.Dropout:
-    "The classifier's dropout: classifier_dropout, or hidden_dropout_prob when that is None (HF)."
+    "The classifier's dropout: classifier_dropout, else hidden_dropout_prob (HF)."
     p = config.classifier_dropout
     return nn.Dropout(config.hidden_dropout_prob if p is None else p)
 
+
 class BertForMaskedLM(BertPreTrainedModel):
-    "BertModel (no pooler) + the MLM head; the output matrix is the word embeddings unless untied."
+    "BertModel (no pooler) + the MLM head, tied to the word embeddings by default."
+
     hf_class = "BertForMaskedLM"
 
     def __init__(self, config: BertConfig):
@@ -616,26 +864,54 @@ class BertForMaskedLM(BertPreTrainedModel):
         self.cls = MaskedLMHead(config)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None, *,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> MaskedLMOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        logits = self.cls(out.last_hidden_state, self.bert.embeddings.word_embeddings.weight)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MaskedLMOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        logits = self.cls(
+            out.last_hidden_state, self.bert.embeddings.word_embeddings.weight
+        )
         loss = None
-        if labels is not None:                   # -100 marks the positions that are not predicted
+        # -100 marks the positions that are not predicted
+        if labels is not None:
             if labels.shape != logits.shape[:2]:
-                raise ValueError(f"MLM labels must have the shape (batch, seq) = "
-                                 f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+                raise ValueError(
+                    f"MLM labels must have the shape (batch, seq) = "
+                    f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
+                )
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), labels.flatten(), ignore_index=-100
+            )
         result = MaskedLMOutput(logits, loss, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-def sequence_classification_loss(config: BertConfig, logits: Tensor, labels: Tensor) -> Tensor:
-    "HF's loss for a sequence classifier, by problem_type (chosen as HF chooses when it is None)."
+
+def sequence_classification_loss(
+    config: BertConfig, logits: Tensor, labels: Tensor
+) -> Tensor:
+    "HF's loss for a sequence classifier, by problem_type (None: chosen as HF does)."
     n, kind = config.num_labels, config.problem_type
     if kind is None:
         if n == 1:
@@ -644,23 +920,31 @@ def sequence_classification_loss(config: BertConfig, logits: Tensor, labels: Ten
             kind = "single_label_classification"
         else:
             kind = "multi_label_classification"
-    if kind == "regression":                                             # MSE
+    if kind == "regression":  # MSE
         labels = labels.to(logits.dtype)
         if n == 1:
             return F.mse_loss(logits.squeeze(), labels.squeeze())
         return F.mse_loss(logits, labels)
-    if kind == "single_label_classification":                            # one class per sequence
+    # one class per sequence
+    if kind == "single_label_classification":
         if labels.dtype.is_floating_point:
-            raise TypeError(f"single-label classification needs integer class labels, "
-                            f"got {labels.dtype}")
+            raise TypeError(
+                f"single-label classification needs integer class labels, "
+                f"got {labels.dtype}"
+            )
         return F.cross_entropy(logits.view(-1, n), labels.view(-1))
-    if labels.shape != logits.shape:                                     # multi-label: 0/1 each
-        raise ValueError(f"multi-label labels must have shape (batch, num_labels) = "
-                         f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
+    # multi-label: 0/1 each
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"multi-label labels must have shape (batch, num_labels) = "
+            f"{tuple(logits.shape)}, got {tuple(labels.shape)}"
+        )
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
+
 class BertForSequenceClassification(BertPreTrainedModel):
-    "BertModel + dropout + a linear layer on the pooled [CLS] vector; loss by problem_type."
+    "BertModel + dropout + a linear layer on the pooled [CLS]; loss by problem_type."
+
     hf_class = "BertForSequenceClassification"
 
     def __init__(self, config: BertConfig):
@@ -671,22 +955,48 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None, *,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> SequenceClassifierOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        logits = self.classifier(self.dropout(out.pooler_output))         # (batch, num_labels)
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        result = SequenceClassifierOutput(logits, loss, out.hidden_states, out.attentions)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        # (batch, num_labels)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        loss = (
+            None
+            if labels is None
+            else sequence_classification_loss(self.config, logits, labels)
+        )
+        result = SequenceClassifierOutput(
+            logits, loss, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
 # %% ../chapters/04b_bert.ipynb #04bber-h02
 class BertForTokenClassification(BertPreTrainedModel):
-    "BertModel (no pooler) + dropout + a linear layer on every token: tagging, e.g. NER."
+    "BertModel (no pooler) + dropout + a linear layer per token: tagging, e.g. NER."
+
     hf_class = "BertForTokenClassification"
 
     def __init__(self, config: BertConfig):
@@ -697,64 +1007,116 @@ class BertForTokenClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None, *,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> TokenClassifierOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        logits = self.classifier(self.dropout(out.last_hidden_state))    # (batch, seq, num_labels)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TokenClassifierOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        # (batch, seq, num_labels)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
-        if labels is not None:                                           # -100: not a token to tag
+        # -100: not a token to tag
+        if labels is not None:
             if labels.shape != logits.shape[:2]:
-                raise ValueError(f"token labels must have shape (batch, seq) = "
-                                 f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"token labels must have shape (batch, seq) = "
+                    f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
+                )
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
         result = TokenClassifierOutput(logits, loss, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
+
 class BertForQuestionAnswering(BertPreTrainedModel):
-    "BertModel (no pooler) + a linear layer giving each token a start and an end score (SQuAD)."
+    "BertModel (no pooler) + a start and an end score for each token (SQuAD)."
+
     hf_class = "BertForQuestionAnswering"
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         if config.num_labels != 2:
-            raise ValueError(f"question answering needs num_labels=2 (start, end), "
-                             f"got {config.num_labels}")
+            raise ValueError(
+                f"question answering needs num_labels=2 (start, end), "
+                f"got {config.num_labels}"
+            )
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, start_positions: Tensor | None = None,
-                end_positions: Tensor | None = None, position_ids: Tensor | None = None,
-                inputs_embeds: Tensor | None = None, *, output_attentions: bool | None = None,
-                output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> QuestionAnsweringModelOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        logits = self.qa_outputs(out.last_hidden_state)                  # (batch, seq, 2)
-        start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))  # (batch, seq)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        start_positions: Tensor | None = None,
+        end_positions: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        # (batch, seq, 2)
+        logits = self.qa_outputs(out.last_hidden_state)
+        # (batch, seq)
+        start, end = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
         if (start_positions is None) != (end_positions is None):
             raise ValueError("give both start_positions and end_positions, or neither")
         if start_positions is not None:
-            # a position outside the sequence (e.g. an answer truncated away) is ignored, as in HF
+            # a position outside the sequence (an answer cut off) is ignored, as in HF
             ignored = start.shape[1]
             s = start_positions.reshape(-1).clamp(0, ignored)
             e = end_positions.reshape(-1).clamp(0, ignored)
-            loss = (F.cross_entropy(start, s, ignore_index=ignored)
-                    + F.cross_entropy(end, e, ignore_index=ignored)) / 2
-        result = QuestionAnsweringModelOutput(start, end, loss, out.hidden_states, out.attentions)
+            loss = (
+                F.cross_entropy(start, s, ignore_index=ignored)
+                + F.cross_entropy(end, e, ignore_index=ignored)
+            ) / 2
+        result = QuestionAnsweringModelOutput(
+            start, end, loss, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
+
 class BertForMultipleChoice(BertPreTrainedModel):
-    "BertModel scores each (context, choice) pair from its pooled vector; softmax over the choices."
+    "BertModel scores each (context, choice) pair's pooled vector; softmax over them."
+
     hf_class = "BertForMultipleChoice"
 
     def __init__(self, config: BertConfig):
@@ -764,52 +1126,107 @@ class BertForMultipleChoice(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None, *,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> MultipleChoiceModelOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MultipleChoiceModelOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         first = input_ids if input_ids is not None else inputs_embeds
-        if not isinstance(first, Tensor) or first.dim() != (3 if input_ids is not None else 4):
-            raise ValueError("multiple choice takes input_ids (batch, num_choices, seq) or "
-                             "inputs_embeds (batch, num_choices, seq, hidden)")
+        if not isinstance(first, Tensor) or first.dim() != (
+            3 if input_ids is not None else 4
+        ):
+            raise ValueError(
+                "multiple choice takes input_ids (batch, num_choices, seq) or "
+                "inputs_embeds (batch, num_choices, seq, hidden)"
+            )
         num_choices = first.shape[1]
-        flat = lambda t: None if t is None else t.flatten(0, 1)          # (batch * choices, ...)
-        out = self.bert(flat(input_ids), flat(attention_mask), flat(token_type_ids),
-                        flat(position_ids), flat(inputs_embeds), output_attentions=attn,
-                        output_hidden_states=states, return_dict=True)
-        logits = self.classifier(self.dropout(out.pooler_output))         # (batch * choices, 1)
-        logits = logits.view(-1, num_choices)                             # (batch, num_choices)
+        # (batch * choices, ...)
+        flat = lambda t: None if t is None else t.flatten(0, 1)
+        out = self.bert(
+            flat(input_ids),
+            flat(attention_mask),
+            flat(token_type_ids),
+            flat(position_ids),
+            flat(inputs_embeds),
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        # (batch * choices, 1)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        # (batch, num_choices)
+        logits = logits.view(-1, num_choices)
         loss = None if labels is None else F.cross_entropy(logits, labels.view(-1))
-        result = MultipleChoiceModelOutput(logits, loss, out.hidden_states, out.attentions)
+        result = MultipleChoiceModelOutput(
+            logits, loss, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
+
 class BertForNextSentencePrediction(BertPreTrainedModel):
-    "BertModel + BERT's NSP classifier on the pooled vector: 0 = B follows A, 1 = B is random."
+    "BertModel + the NSP classifier on the pooled vector: 0 = B follows A, 1 = random."
+
     hf_class = "BertForNextSentencePrediction"
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config)
-        self.seq_relationship = nn.Linear(config.hidden_size, 2)          # HF: cls.seq_relationship
+        # HF: cls.seq_relationship
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                position_ids: Tensor | None = None, inputs_embeds: Tensor | None = None, *,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> NextSentencePredictorOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        logits = self.seq_relationship(out.pooler_output)                 # (batch, 2)
-        loss = None if labels is None else F.cross_entropy(logits.view(-1, 2), labels.view(-1))
-        result = NextSentencePredictorOutput(logits, loss, out.hidden_states, out.attentions)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> NextSentencePredictorOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        logits = self.seq_relationship(out.pooler_output)  # (batch, 2)
+        loss = (
+            None
+            if labels is None
+            else F.cross_entropy(logits.view(-1, 2), labels.view(-1))
+        )
+        result = NextSentencePredictorOutput(
+            logits, loss, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
+
 class BertForPreTraining(BertPreTrainedModel):
-    "BERT as pretrained: the MLM head on every token and the NSP head on [CLS]; loss = MLM + NSP."
+    "BERT as pretrained: MLM head on every token, NSP head on [CLS]; loss MLM + NSP."
+
     hf_class = "BertForPreTraining"
 
     def __init__(self, config: BertConfig):
@@ -819,40 +1236,69 @@ class BertForPreTraining(BertPreTrainedModel):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
         self.init_weights()
 
-    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
-                next_sentence_label: Tensor | None = None, position_ids: Tensor | None = None,
-                inputs_embeds: Tensor | None = None, *, output_attentions: bool | None = None,
-                output_hidden_states: bool | None = None,
-                return_dict: bool | None = None) -> BertForPreTrainingOutput | tuple:
-        attn, states, return_dict = self._flags(output_attentions, output_hidden_states, return_dict)
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=attn, output_hidden_states=states, return_dict=True)
-        scores = self.cls(out.last_hidden_state, self.bert.embeddings.word_embeddings.weight)
-        nsp = self.seq_relationship(out.pooler_output)                    # (batch, 2)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        next_sentence_label: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        *,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BertForPreTrainingOutput | tuple:
+        attn, states, return_dict = self._flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_attentions=attn,
+            output_hidden_states=states,
+            return_dict=True,
+        )
+        scores = self.cls(
+            out.last_hidden_state, self.bert.embeddings.word_embeddings.weight
+        )
+        nsp = self.seq_relationship(out.pooler_output)  # (batch, 2)
         loss = None
-        if labels is not None and next_sentence_label is not None:        # HF: both, or no loss
-            loss = (F.cross_entropy(scores.flatten(0, 1), labels.flatten())
-                    + F.cross_entropy(nsp.view(-1, 2), next_sentence_label.view(-1)))
-        result = BertForPreTrainingOutput(scores, nsp, loss, out.hidden_states, out.attentions)
+        # HF: both, or no loss
+        if labels is not None and next_sentence_label is not None:
+            loss = F.cross_entropy(
+                scores.flatten(0, 1), labels.flatten()
+            ) + F.cross_entropy(nsp.view(-1, 2), next_sentence_label.view(-1))
+        result = BertForPreTrainingOutput(
+            scores, nsp, loss, out.hidden_states, out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
 # %% ../chapters/04b_bert.ipynb #04bber-028
 # Where our names differ from HF's: inside each layer, and in the pretraining heads.
-_LAYER_NAMES = [("attention.query.", "attention.self.query."),
-                ("attention.key.", "attention.self.key."),
-                ("attention.value.", "attention.self.value."),
-                ("attention.out_proj.", "attention.output.dense."),
-                ("attention_norm.", "attention.output.LayerNorm."),
-                ("feed_forward.intermediate.", "intermediate.dense."),
-                ("feed_forward.output.", "output.dense."),
-                ("feed_forward_norm.", "output.LayerNorm.")]
-_HEAD_NAMES = [("cls.dense.", "cls.predictions.transform.dense."),
-               ("cls.LayerNorm.", "cls.predictions.transform.LayerNorm."),
-               ("cls.bias", "cls.predictions.bias"),
-               ("cls.decoder.", "cls.predictions.decoder."),       # only when untied
-               ("seq_relationship.", "cls.seq_relationship.")]
+_LAYER_NAMES = [
+    ("attention.query.", "attention.self.query."),
+    ("attention.key.", "attention.self.key."),
+    ("attention.value.", "attention.self.value."),
+    ("attention.out_proj.", "attention.output.dense."),
+    ("attention_norm.", "attention.output.LayerNorm."),
+    ("feed_forward.intermediate.", "intermediate.dense."),
+    ("feed_forward.output.", "output.dense."),
+    ("feed_forward_norm.", "output.LayerNorm."),
+]
+_HEAD_NAMES = [
+    ("cls.dense.", "cls.predictions.transform.dense."),
+    ("cls.LayerNorm.", "cls.predictions.transform.LayerNorm."),
+    ("cls.bias", "cls.predictions.bias"),
+    ("cls.decoder.", "cls.predictions.decoder."),  # only when untied
+    ("seq_relationship.", "cls.seq_relationship."),
+]
 _LAYER_RE = re.compile(r"^(.*encoder\.layer\.\d+\.)(.*)$")
+
 
 def _rename(key: str, to_hf: bool) -> str:
     i, j = (0, 1) if to_hf else (1, 0)
@@ -860,66 +1306,97 @@ def _rename(key: str, to_hf: bool) -> str:
     if m:
         for names in _LAYER_NAMES:
             if m[2].startswith(names[i]):
-                return m[1] + names[j] + m[2][len(names[i]):]
+                return m[1] + names[j] + m[2][len(names[i]) :]
         return key
     for names in _HEAD_NAMES:
         if key.startswith(names[i]):
-            return names[j] + key[len(names[i]):]
+            return names[j] + key[len(names[i]) :]
     return key
 
+
 def to_hf_key(key: str) -> str:
-    "Our parameter name -> HF's (e.g. ...attention.out_proj.weight -> ...attention.output.dense.weight)."
+    "Our parameter name -> HF's (...attention.out_proj. -> ...attention.output.dense.)."
     return _rename(key, True)
 
+
 def from_hf_key(key: str) -> str:
-    "HF's parameter name -> ours; also the gamma/beta names of old TF-converted checkpoints."
-    key = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight",
-                 re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key))
+    "HF's parameter name -> ours; also old TF-converted checkpoints' gamma/beta."
+    key = re.sub(
+        r"LayerNorm\.gamma$",
+        "LayerNorm.weight",
+        re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", key),
+    )
     return _rename(key, False)
 
 # %% ../chapters/04b_bert.ipynb #04bber-031
 # in checkpoints but not ours to load: buffers, and other models' parts (pooler, heads)
-_IGNORED = re.compile(r"(^|\.)(position_ids|token_type_ids)$|^(bert\.)?pooler\.|^cls\.|"
-                      r"^classifier\.|^qa_outputs\.|^seq_relationship\.")
+_IGNORED = re.compile(
+    r"(^|\.)(position_ids|token_type_ids)$|^(bert\.)?pooler\.|^cls\.|"
+    r"^classifier\.|^qa_outputs\.|^seq_relationship\."
+)
 _HEADS = re.compile(r"(cls|classifier|qa_outputs|seq_relationship)\.")
 
-def load_hf_weights(model: BertPreTrainedModel, state_dict: dict[str, Tensor],
-                    ignore_mismatched_sizes: bool = False) -> BertPreTrainedModel:
-    "Load weights named as HF names them, from any BERT class (a BertModel's, a head's, ...)."
+
+def load_hf_weights(
+    model: BertPreTrainedModel,
+    state_dict: dict[str, Tensor],
+    ignore_mismatched_sizes: bool = False,
+) -> BertPreTrainedModel:
+    "Load weights named as HF names them, from any BERT class (BertModel, heads)."
     sd = {from_hf_key(k): v for k, v in state_dict.items()}
     own = model.state_dict()
     prefixed = any(k.startswith("bert.") for k in sd)
-    if hasattr(model, "bert") and not prefixed:          # a bare BertModel's weights, a head model
+    # a bare BertModel's weights, a head model
+    if hasattr(model, "bert") and not prefixed:
         sd = {(k if _HEADS.match(k) else "bert." + k): v for k, v in sd.items()}
-    elif not hasattr(model, "bert") and prefixed:        # a head model's weights, a BertModel
-        sd = {k[len("bert."):]: v for k, v in sd.items() if k.startswith("bert.")}
-    mismatched = [k for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    # a head model's weights, a BertModel
+    elif not hasattr(model, "bert") and prefixed:
+        sd = {k[len("bert.") :]: v for k, v in sd.items() if k.startswith("bert.")}
+    mismatched = [
+        k for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     if mismatched and not ignore_mismatched_sizes:
         k = mismatched[0]
-        raise ValueError(f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, the model expects "
-                         f"{tuple(own[k].shape)}: does config.json belong to these weights? (for "
-                         f"a new head of another size, pass ignore_mismatched_sizes=True)")
-    if mismatched:                                       # HF's warning, word for word
-        lines = "\n".join(f"- {k}: found shape {tuple(sd[k].shape)} in the checkpoint and "
-                          f"{tuple(own[k].shape)} in the model instantiated" for k in mismatched)
-        warnings.warn(f"Some weights of {type(model).__name__} were not initialized from the model "
-                      f"checkpoint and are newly initialized because the shapes did not match:\n"
-                      f"{lines}\nYou should probably TRAIN this model on a down-stream task to be "
-                      f"able to use it for predictions and inference.")
+        raise ValueError(
+            f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, the model expects "
+            f"{tuple(own[k].shape)}: does config.json belong to these weights? (for "
+            f"a new head of another size, pass ignore_mismatched_sizes=True)"
+        )
+    if mismatched:  # HF's warning, word for word
+        lines = "\n".join(
+            f"- {k}: found shape {tuple(sd[k].shape)} in the checkpoint and "
+            f"{tuple(own[k].shape)} in the model instantiated"
+            for k in mismatched
+        )
+        warnings.warn(
+            f"Some weights of {type(model).__name__} were not initialized from "
+            f"the model "
+            f"checkpoint and are newly initialized because the shapes did not match:\n"
+            f"{lines}\nYou should probably TRAIN this model on a down-stream task "
+            f"to be "
+            f"able to use it for predictions and inference."
+        )
     missing = [k for k in own if k not in sd]
     backbone = [k for k in missing if re.match(r"^(bert\.)?(embeddings|encoder)\.", k)]
     if backbone:
-        raise ValueError(f"the checkpoint lacks {len(backbone)} of the encoder's weights (e.g. "
-                         f"{backbone[0]}): is it a BERT checkpoint of this configuration?")
+        raise ValueError(
+            f"the checkpoint lacks {len(backbone)} of the encoder's weights (e.g. "
+            f"{backbone[0]}): is it a BERT checkpoint of this configuration?"
+        )
     if missing:
-        warnings.warn(f"not in the checkpoint, initialised at random (train them): "
-                      f"{', '.join(missing)}")
+        warnings.warn(
+            f"not in the checkpoint, initialised at random (train them): "
+            f"{', '.join(missing)}"
+        )
     unexpected = [k for k in sd if k not in own and not _IGNORED.search(k)]
     if unexpected:
-        warnings.warn(f"weights in the checkpoint that this model does not use: "
-                      f"{', '.join(unexpected)}")
-    model.load_state_dict({k: v for k, v in sd.items() if k in own and k not in mismatched},
-                          strict=False)
+        warnings.warn(
+            f"weights in the checkpoint that this model does not use: "
+            f"{', '.join(unexpected)}"
+        )
+    model.load_state_dict(
+        {k: v for k, v in sd.items() if k in own and k not in mismatched}, strict=False
+    )
     return model
 
 # %% ../chapters/04b_bert.ipynb #04bber-032
@@ -929,47 +1406,68 @@ def model_from_hf(cls: type, hf_model) -> BertPreTrainedModel:
     model.load_hf_state_dict(hf_model.state_dict())
     return model.to(hf_model.device).train(hf_model.training)
 
+
 def model_to_hf(model: BertPreTrainedModel, attn_implementation: str = "sdpa"):
-    "The same model as a transformers object (transformers.BertModel, BertForMaskedLM, ...)."
+    "The same model as a transformers object (BertModel, BertForMaskedLM, ...)."
     import transformers
+
     config = model.config.to_hf(attn_implementation=attn_implementation)
     hf = getattr(transformers, model.hf_class)(config).to(model.dtype)
     sd = {to_hf_key(k): v for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(sd, strict=False)
     tied = "cls.predictions.decoder." if model.config.tie_word_embeddings else "-"
-    missing = [k for k in missing                        # tied: the same tensors as others
-               if not k.startswith(tied) and k != "cls.predictions.decoder.bias"]
+    # tied: the same tensors as others
+    missing = [
+        k
+        for k in missing
+        if not k.startswith(tied) and k != "cls.predictions.decoder.bias"
+    ]
     if missing or unexpected:
-        raise RuntimeError(f"weights did not map onto {model.hf_class}: missing {missing}, "
-                           f"unexpected {unexpected}")
+        raise RuntimeError(
+            f"weights did not map onto {model.hf_class}: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
     return hf.to(model.device).train(model.training)
 
 # %% ../chapters/04b_bert.ipynb #04bber-036
 def save_model(model: BertPreTrainedModel, directory) -> Path:
     "Write directory/config.json and directory/model.safetensors, with HF's names."
     from safetensors.torch import save_file
+
     directory = model.config.save_pretrained(directory, model.hf_class)
-    sd = {to_hf_key(k): v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sd = {
+        to_hf_key(k): v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(sd, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory
 
+
 def load_weights(directory) -> dict[str, Tensor]:
-    "The weights of a checkpoint directory: model.safetensors (or shards), else pytorch_model.bin."
+    "A checkpoint's weights: model.safetensors (or shards), else pytorch_model.bin."
     directory = Path(directory)
-    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json"):
+    for name in (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ):
         if (directory / name).is_file():
             break
     else:
-        raise FileNotFoundError(f"no weights in {directory}: expected model.safetensors or "
-                                f"pytorch_model.bin")
+        raise FileNotFoundError(
+            f"no weights in {directory}: expected model.safetensors or "
+            f"pytorch_model.bin"
+        )
     files = [directory / name]
     if name.endswith(".index.json"):
         try:
             shards = json.loads(files[0].read_text())["weight_map"].values()
             files = [directory / f for f in sorted(set(shards))]
         except (ValueError, KeyError) as e:
-            raise ValueError(f"{files[0]} is not a valid index of shards ({e})") from None
+            raise ValueError(
+                f"{files[0]} is not a valid index of shards ({e})"
+            ) from None
     sd = {}
     for f in files:
         if not f.is_file():
@@ -977,23 +1475,32 @@ def load_weights(directory) -> dict[str, Tensor]:
         try:
             if f.suffix == ".safetensors":
                 from safetensors.torch import load_file
+
                 sd.update(load_file(str(f)))
             else:
                 sd.update(torch.load(f, map_location="cpu", weights_only=True))
-        except Exception as e:                    # truncated or not a checkpoint at all
+        except Exception as e:  # truncated or not a checkpoint at all
             raise ValueError(f"cannot read {f}: {type(e).__name__}: {e}") from None
     return sd
 
-def load_model(cls: type, directory, ignore_mismatched_sizes: bool = False,
-               **config_overrides) -> BertPreTrainedModel:
-    "A `cls` model from a directory written by save_pretrained, ours or HF's, in eval mode."
+
+def load_model(
+    cls: type, directory, ignore_mismatched_sizes: bool = False, **config_overrides
+) -> BertPreTrainedModel:
+    "A `cls` model from a save_pretrained directory, ours or HF's, in eval mode."
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is not a directory (expected config.json and weights)")
+        raise FileNotFoundError(
+            f"{directory} is not a directory (expected config.json and weights)"
+        )
     config = BertConfig.from_pretrained(directory)
-    unknown = sorted(set(config_overrides) - {f.name for f in dataclasses.fields(BertConfig)})
+    unknown = sorted(
+        set(config_overrides) - {f.name for f in dataclasses.fields(BertConfig)}
+    )
     if unknown:
-        raise TypeError(f"from_pretrained got unknown config options: {', '.join(unknown)}")
+        raise TypeError(
+            f"from_pretrained got unknown config options: {', '.join(unknown)}"
+        )
     config = config.replace(**config_overrides)
     weights = load_weights(directory)
     return cls(config).load_hf_state_dict(weights, ignore_mismatched_sizes).eval()

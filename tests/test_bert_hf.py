@@ -9,9 +9,17 @@ import torch.nn.functional as F
 transformers = pytest.importorskip("transformers")
 
 from encoder_book.bert import (  # noqa: E402
-    BertConfig, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,
-    BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
-    BertForTokenClassification, BertModel, sequence_classification_loss)
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+    sequence_classification_loss,
+)
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()

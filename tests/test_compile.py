@@ -3,9 +3,16 @@ import pytest
 import torch
 
 from encoder_book.bert import (
-    BertConfig, BertForMaskedLM, BertForMultipleChoice, BertForNextSentencePrediction,
-    BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
-    BertForTokenClassification, BertModel)
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 
 CLASSES = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
            BertForQuestionAnswering, BertForMultipleChoice, BertForNextSentencePrediction,
