@@ -1,4 +1,5 @@
-"HF's contract for the eight BERT classes: conversion, files, losses, outputs, options, errors."
+"HF's contract for the eight BERT classes: conversion, files, losses, outputs, errors."
+
 import json
 import warnings
 
@@ -23,11 +24,25 @@ from encoder_book.bert import (  # noqa: E402
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
-CLASSES = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
-           BertForQuestionAnswering, BertForMultipleChoice, BertForNextSentencePrediction,
-           BertForPreTraining]
-CFG = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 intermediate_size=37, max_position_embeddings=64, num_labels=3)
+CLASSES = [
+    BertModel,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertForQuestionAnswering,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+]
+CFG = BertConfig(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    num_labels=3,
+)
 
 
 def config_for(cls, **kw):
@@ -46,16 +61,24 @@ def inputs(cls, labels=True, seed=0):
     if cls is BertForMultipleChoice:
         d = {k: v[:, None].expand(2, 3, 7).contiguous() for k, v in d.items()}
     if labels:
-        d.update({BertForMaskedLM: dict(labels=torch.where(mask.bool(), ids, -100)),
-                  BertForSequenceClassification: dict(labels=torch.tensor([0, 2])),
-                  BertForTokenClassification: dict(labels=torch.randint(0, 3, (2, 7),
-                                                                        generator=g)),
-                  BertForQuestionAnswering: dict(start_positions=torch.tensor([1, 3]),
-                                                 end_positions=torch.tensor([2, 30])),
-                  BertForMultipleChoice: dict(labels=torch.tensor([1, 2])),
-                  BertForNextSentencePrediction: dict(labels=torch.tensor([0, 1])),
-                  BertForPreTraining: dict(labels=ids, next_sentence_label=torch.tensor([1, 0])),
-                  }.get(cls, {}))
+        d.update(
+            {
+                BertForMaskedLM: dict(labels=torch.where(mask.bool(), ids, -100)),
+                BertForSequenceClassification: dict(labels=torch.tensor([0, 2])),
+                BertForTokenClassification: dict(
+                    labels=torch.randint(0, 3, (2, 7), generator=g)
+                ),
+                BertForQuestionAnswering: dict(
+                    start_positions=torch.tensor([1, 3]),
+                    end_positions=torch.tensor([2, 30]),
+                ),
+                BertForMultipleChoice: dict(labels=torch.tensor([1, 2])),
+                BertForNextSentencePrediction: dict(labels=torch.tensor([0, 1])),
+                BertForPreTraining: dict(
+                    labels=ids, next_sentence_label=torch.tensor([1, 0])
+                ),
+            }.get(cls, {})
+        )
     return d
 
 
@@ -71,8 +94,9 @@ def max_diff(a, b):
 
 def hf_model(cls, impl="eager", **kw):
     torch.manual_seed(0)
-    return getattr(transformers, cls.hf_class)(config_for(cls, **kw).to_hf(
-        attn_implementation=impl)).eval()
+    return getattr(transformers, cls.hf_class)(
+        config_for(cls, **kw).to_hf(attn_implementation=impl)
+    ).eval()
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
@@ -81,8 +105,12 @@ def test_from_hf_and_to_hf_equal_hf_tuple_for_tuple(cls):
     ours = cls.from_hf(hf)
     x = inputs(cls)
     with torch.no_grad():
-        want = hf(**x, output_attentions=True, output_hidden_states=True, return_dict=False)
-        got = ours(**x, output_attentions=True, output_hidden_states=True, return_dict=False)
+        want = hf(
+            **x, output_attentions=True, output_hidden_states=True, return_dict=False
+        )
+        got = ours(
+            **x, output_attentions=True, output_hidden_states=True, return_dict=False
+        )
         back_model = ours.to_hf(attn_implementation="eager")
         back = back_model(**x, return_dict=False)
     assert isinstance(got, tuple) and len(flat(got)) == len(flat(want))
@@ -94,8 +122,14 @@ def test_from_hf_and_to_hf_equal_hf_tuple_for_tuple(cls):
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_save_pretrained_both_ways(cls, tmp_path):
     torch.manual_seed(1)
-    ours = cls(config_for(cls, id2label={0: "neg", 1: "pos"} if cls is BertForQuestionAnswering
-                          else {0: "a", 1: "b", 2: "c"})).eval()
+    ours = cls(
+        config_for(
+            cls,
+            id2label={0: "neg", 1: "pos"}
+            if cls is BertForQuestionAnswering
+            else {0: "a", 1: "b", 2: "c"},
+        )
+    ).eval()
     x = inputs(cls)
     ours.save_pretrained(tmp_path / "ours")
     hf = getattr(transformers, cls.hf_class).from_pretrained(tmp_path / "ours").eval()
@@ -130,12 +164,14 @@ def test_config_output_flags_and_return_dict():
     ids = inputs(BertModel)["input_ids"]
     out = model(ids)
     assert len(out.hidden_states) == 3 and len(out.attentions) == 2
-    assert model(ids, output_attentions=False).attentions is None        # argument wins
+    assert model(ids, output_attentions=False).attentions is None  # argument wins
     assert isinstance(BertModel(CFG.replace(return_dict=False))(ids), tuple)
     assert isinstance(BertModel(CFG.replace(torchscript=True))(ids), tuple)
 
 
-@pytest.mark.parametrize("cls", [BertModel, BertForSequenceClassification, BertForMultipleChoice])
+@pytest.mark.parametrize(
+    "cls", [BertModel, BertForSequenceClassification, BertForMultipleChoice]
+)
 def test_inputs_embeds_equal_input_ids(cls):
     torch.manual_seed(0)
     model = cls(CFG).eval()
@@ -143,18 +179,30 @@ def test_inputs_embeds_equal_input_ids(cls):
     embeds = model.get_input_embeddings()(x["input_ids"])
     with torch.no_grad():
         a = model(**x, return_dict=False)
-        b = model(inputs_embeds=embeds, attention_mask=x["attention_mask"],
-                  token_type_ids=x["token_type_ids"], return_dict=False)
+        b = model(
+            inputs_embeds=embeds,
+            attention_mask=x["attention_mask"],
+            token_type_ids=x["token_type_ids"],
+            return_dict=False,
+        )
     assert max_diff(a, b) < 1e-6
     with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
         model(x["input_ids"], inputs_embeds=embeds)
 
 
-@pytest.mark.parametrize("problem_type,labels", [
-    ("regression", torch.tensor([[0.5, 1.0, -2.0], [1.0, 0.0, 3.0]])),
-    ("single_label_classification", torch.tensor([2, 0])),
-    ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])),
-    (None, torch.tensor([2, 0])), (None, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]))])
+@pytest.mark.parametrize(
+    "problem_type,labels",
+    [
+        ("regression", torch.tensor([[0.5, 1.0, -2.0], [1.0, 0.0, 3.0]])),
+        ("single_label_classification", torch.tensor([2, 0])),
+        (
+            "multi_label_classification",
+            torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]),
+        ),
+        (None, torch.tensor([2, 0])),
+        (None, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])),
+    ],
+)
 def test_problem_type_losses_equal_hf(problem_type, labels):
     hf = hf_model(BertForSequenceClassification, problem_type=problem_type)
     ours = BertForSequenceClassification.from_hf(hf)
@@ -171,7 +219,9 @@ def test_regression_with_one_label_equals_hf():
     x = inputs(BertForSequenceClassification, labels=False)
     labels = torch.tensor([0.5, -1.0])
     with torch.no_grad():
-        assert torch.allclose(ours(**x, labels=labels).loss, hf(**x, labels=labels).loss)
+        assert torch.allclose(
+            ours(**x, labels=labels).loss, hf(**x, labels=labels).loss
+        )
 
 
 def test_problem_type_is_checked():
@@ -187,21 +237,35 @@ def test_problem_type_is_checked():
 def test_untied_decoder_round_trip(tmp_path):
     hf = hf_model(BertForMaskedLM, tie_word_embeddings=False)
     with torch.no_grad():
-        hf.cls.predictions.decoder.weight.normal_()               # differs from the embeddings
-    assert not torch.equal(hf.cls.predictions.decoder.weight, hf.bert.embeddings.word_embeddings.weight)
+        hf.cls.predictions.decoder.weight.normal_()  # differs from the embeddings
+    assert not torch.equal(
+        hf.cls.predictions.decoder.weight, hf.bert.embeddings.word_embeddings.weight
+    )
     ours = BertForMaskedLM.from_hf(hf)
     assert torch.equal(ours.cls.decoder.weight, hf.cls.predictions.decoder.weight)
     x = inputs(BertForMaskedLM)
     with torch.no_grad():
         assert max_diff(ours(**x, return_dict=False), hf(**x, return_dict=False)) < 1e-5
-        assert max_diff(ours.to_hf("eager")(**x, return_dict=False), hf(**x, return_dict=False)) < 1e-5
+        assert (
+            max_diff(
+                ours.to_hf("eager")(**x, return_dict=False), hf(**x, return_dict=False)
+            )
+            < 1e-5
+        )
     hf.save_pretrained(tmp_path / "hf")
     loaded = BertForMaskedLM.from_pretrained(tmp_path / "hf")
     assert torch.equal(loaded.cls.decoder.weight, hf.cls.predictions.decoder.weight)
     loaded.save_pretrained(tmp_path / "ours")
-    assert json.loads((tmp_path / "ours" / "config.json").read_text())["tie_word_embeddings"] is False
+    assert (
+        json.loads((tmp_path / "ours" / "config.json").read_text())[
+            "tie_word_embeddings"
+        ]
+        is False
+    )
     hf2 = transformers.BertForMaskedLM.from_pretrained(tmp_path / "ours")
-    assert torch.equal(hf2.cls.predictions.decoder.weight, hf.cls.predictions.decoder.weight)
+    assert torch.equal(
+        hf2.cls.predictions.decoder.weight, hf.cls.predictions.decoder.weight
+    )
     tied = BertForMaskedLM(CFG)
     assert tied.cls.decoder is None
 
@@ -214,7 +278,9 @@ def test_id2label_survives_every_round_trip(tmp_path):
     cfg.save_pretrained(tmp_path)
     assert transformers.BertConfig.from_pretrained(tmp_path).id2label == labels
     assert BertConfig.from_pretrained(tmp_path) == cfg
-    new = BertConfig.from_pretrained(tmp_path).replace(num_labels=5)    # new head: new names
+    new = BertConfig.from_pretrained(tmp_path).replace(
+        num_labels=5
+    )  # new head: new names
     assert new.id2label == {i: f"LABEL_{i}" for i in range(5)}
     with pytest.raises(ValueError, match="id2label"):
         BertConfig(num_labels=3, id2label={0: "a", 1: "b"})
@@ -225,14 +291,20 @@ def test_conveniences():
     assert model.device == torch.device("cpu")
     n = sum(p.numel() for p in model.parameters())
     assert model.num_parameters() == n
-    emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    emb = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)
+    )
     assert model.num_parameters(exclude_embeddings=True) == n - emb
     model.bert.embeddings.requires_grad_(False)
     assert model.num_parameters(only_trainable=True) == n - sum(
-        p.numel() for p in model.bert.embeddings.parameters())
+        p.numel() for p in model.bert.embeddings.parameters()
+    )
     old = model.get_input_embeddings().weight.detach().clone()
     new = model.resize_token_embeddings(105, pad_to_multiple_of=8)
-    assert new.num_embeddings == 112 == model.config.vocab_size and model.cls.bias.shape == (112,)
+    assert (
+        new.num_embeddings == 112 == model.config.vocab_size
+        and model.cls.bias.shape == (112,)
+    )
     assert torch.equal(new.weight[:99], old)
     out = model(torch.tensor([[1, 111]]))
     assert out.logits.shape == (1, 2, 112)
@@ -248,7 +320,7 @@ def test_resize_equals_hf():
     ours = BertForMaskedLM.from_hf(hf)
     hf.resize_token_embeddings(120, mean_resizing=False)
     ours.resize_token_embeddings(120)
-    with torch.no_grad():                         # the new rows are random in both: copy them
+    with torch.no_grad():  # the new rows are random in both: copy them
         ours.get_input_embeddings().weight[99:] = hf.get_input_embeddings().weight[99:]
         ours.cls.bias[99:] = hf.cls.predictions.bias[99:]
     x = dict(input_ids=torch.tensor([[1, 110, 119]]))
@@ -260,9 +332,12 @@ def test_ignore_mismatched_sizes_any_tensor(tmp_path):
     BertForSequenceClassification(CFG).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="ignore_mismatched_sizes"):
         BertForSequenceClassification.from_pretrained(tmp_path, vocab_size=120)
-    with pytest.warns(UserWarning, match="newly initialized because the shapes did not match"):
-        m = BertForSequenceClassification.from_pretrained(tmp_path, vocab_size=120,
-                                                          ignore_mismatched_sizes=True)
+    with pytest.warns(
+        UserWarning, match="newly initialized because the shapes did not match"
+    ):
+        m = BertForSequenceClassification.from_pretrained(
+            tmp_path, vocab_size=120, ignore_mismatched_sizes=True
+        )
     assert m.get_input_embeddings().num_embeddings == 120
     with pytest.raises(TypeError, match="unknown config options: hiden_size"):
         BertForSequenceClassification.from_pretrained(tmp_path, hiden_size=8)
@@ -270,8 +345,9 @@ def test_ignore_mismatched_sizes_any_tensor(tmp_path):
 
 def test_gradient_checkpointing_same_gradients():
     torch.manual_seed(0)
-    model = BertForSequenceClassification(CFG.replace(hidden_dropout_prob=0.0,
-                                                      attention_probs_dropout_prob=0.0))
+    model = BertForSequenceClassification(
+        CFG.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    )
     x = inputs(BertForSequenceClassification)
     model(**x).loss.backward()
     want = [p.grad.clone() for p in model.parameters()]
@@ -279,7 +355,9 @@ def test_gradient_checkpointing_same_gradients():
     model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing
     model(**x).loss.backward()
-    assert all(torch.allclose(p.grad, w, atol=1e-6) for p, w in zip(model.parameters(), want))
+    assert all(
+        torch.allclose(p.grad, w, atol=1e-6) for p, w in zip(model.parameters(), want)
+    )
     model.gradient_checkpointing_disable()
     assert not model.is_gradient_checkpointing
 
@@ -290,7 +368,9 @@ def test_jit_trace_with_return_dict_false():
     x = inputs(BertForSequenceClassification, labels=False)
     args = (x["input_ids"], x["attention_mask"], x["token_type_ids"])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)     # shape checks, constant
+        warnings.simplefilter(
+            "ignore", torch.jit.TracerWarning
+        )  # shape checks, constant
         traced = torch.jit.trace(model, args)
     assert max_diff(traced(*args), model(*args)) < 1e-6
 
@@ -300,25 +380,37 @@ def test_onnx_export(tmp_path):
     pytest.importorskip("onnxscript")
     model = BertModel(CFG.replace(return_dict=False)).eval()
     x = inputs(BertModel, labels=False)
-    torch.onnx.export(model, (x["input_ids"], x["attention_mask"]), str(tmp_path / "m.onnx"))
+    torch.onnx.export(
+        model, (x["input_ids"], x["attention_mask"]), str(tmp_path / "m.onnx")
+    )
     assert (tmp_path / "m.onnx").stat().st_size > 0
 
 
 def test_unsupported_config_fails_at_load(tmp_path):
-    for key, value in [("is_decoder", True), ("add_cross_attention", True),
-                       ("pruned_heads", {"0": [1]}), ("position_embedding_type", "relative_key"),
-                       ("hidden_act", "gelu_fast"), ("problem_type", "ranking")]:
+    for key, value in [
+        ("is_decoder", True),
+        ("add_cross_attention", True),
+        ("pruned_heads", {"0": [1]}),
+        ("position_embedding_type", "relative_key"),
+        ("hidden_act", "gelu_fast"),
+        ("problem_type", "ranking"),
+    ]:
         d = CFG.to_json_dict()
         d[key] = value
         (tmp_path / "config.json").write_text(json.dumps(d))
-        with pytest.raises(ValueError, match=key if key != "pruned_heads" else "pruned_heads"):
+        with pytest.raises(
+            ValueError, match=key if key != "pruned_heads" else "pruned_heads"
+        ):
             BertConfig.from_pretrained(tmp_path)
 
 
 def test_bad_options_rejected():
-    for kw, err in [(dict(tie_word_embeddings="no"), TypeError),
-                    (dict(return_dict=1), TypeError), (dict(id2label=[0, 1]), TypeError),
-                    (dict(id2label={"x": "a"}), ValueError)]:
+    for kw, err in [
+        (dict(tie_word_embeddings="no"), TypeError),
+        (dict(return_dict=1), TypeError),
+        (dict(id2label=[0, 1]), TypeError),
+        (dict(id2label={"x": "a"}), ValueError),
+    ]:
         with pytest.raises(err, match=next(iter(kw))):
             CFG.replace(**kw)
     with pytest.raises(ValueError, match="num_labels=2"):
@@ -329,7 +421,9 @@ def test_bad_options_rejected():
     with pytest.raises(ValueError, match="num_choices"):
         BertForMultipleChoice(CFG)(torch.tensor([[1, 2]]))
     with pytest.raises(ValueError, match="token labels"):
-        BertForTokenClassification(CFG)(torch.tensor([[1, 2]]), labels=torch.tensor([1]))
+        BertForTokenClassification(CFG)(
+            torch.tensor([[1, 2]]), labels=torch.tensor([1])
+        )
 
 
 def test_qa_loss_ignores_positions_outside_like_hf():
@@ -339,6 +433,8 @@ def test_qa_loss_ignores_positions_outside_like_hf():
     with torch.no_grad():
         assert torch.allclose(ours(**x).loss, hf(**x).loss, atol=1e-6)
     out = ours(**x)
-    want = (F.cross_entropy(out.start_logits, torch.tensor([1, 3]))
-            + F.cross_entropy(out.end_logits[:1], torch.tensor([2]))) / 2
+    want = (
+        F.cross_entropy(out.start_logits, torch.tensor([1, 3]))
+        + F.cross_entropy(out.end_logits[:1], torch.tensor([2]))
+    ) / 2
     assert torch.allclose(out.loss, want)

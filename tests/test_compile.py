@@ -1,4 +1,5 @@
 "No host syncs in the models' forward: fullgraph compile, 0 graph breaks, torch.export."
+
 import pytest
 import torch
 
@@ -14,11 +15,25 @@ from encoder_book.bert import (
     BertModel,
 )
 
-CLASSES = [BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
-           BertForQuestionAnswering, BertForMultipleChoice, BertForNextSentencePrediction,
-           BertForPreTraining]
-CFG = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                 intermediate_size=37, max_position_embeddings=64, num_labels=2)
+CLASSES = [
+    BertModel,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertForQuestionAnswering,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+]
+CFG = BertConfig(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    num_labels=2,
+)
 
 
 def batch(cls, masked: bool):
@@ -67,7 +82,9 @@ def test_torch_export_bert_model():
     ids, mask = batch(BertModel, True)
     program = torch.export.export(model, (ids, mask))
     out = program.module()(ids, mask)
-    assert torch.allclose(out.last_hidden_state, model(ids, mask).last_hidden_state, atol=1e-6)
+    assert torch.allclose(
+        out.last_hidden_state, model(ids, mask).last_hidden_state, atol=1e-6
+    )
 
 
 @pytest.mark.slow
