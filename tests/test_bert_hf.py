@@ -375,15 +375,25 @@ def test_jit_trace_with_return_dict_false():
     assert max_diff(traced(*args), model(*args)) < 1e-6
 
 
+@pytest.mark.slow
 def test_onnx_export(tmp_path):
+    "ONNX export (needs the onnx and onnxscript packages; onnxruntime checks the numbers)."
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     model = BertModel(CFG.replace(return_dict=False)).eval()
     x = inputs(BertModel, labels=False)
-    torch.onnx.export(
-        model, (x["input_ids"], x["attention_mask"]), str(tmp_path / "m.onnx")
-    )
+    args = (x["input_ids"], x["attention_mask"])
+    torch.onnx.export(model, args, str(tmp_path / "m.onnx"))
     assert (tmp_path / "m.onnx").stat().st_size > 0
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, {n: a.numpy() for n, a in zip(names, args)})
+    with torch.no_grad():
+        want = model(*args)
+    assert (
+        max(abs(torch.from_numpy(g) - w).max().item() for g, w in zip(got, want)) < 1e-5
+    )
 
 
 def test_unsupported_config_fails_at_load(tmp_path):
