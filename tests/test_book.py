@@ -56,3 +56,81 @@ def test_settings_paths():
     ini = (ROOT / "settings.ini").read_text(encoding="utf-8")
     assert re.search(r"^nbs_path\s*=\s*chapters$", ini, re.M)
     assert re.search(r"^lib_path\s*=\s*encoder_book$", ini, re.M)
+
+
+def _tool(name):
+    import importlib
+    import sys
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
+    return importlib.import_module(name)
+
+
+def test_nbdev_directives_are_split_from_the_code():
+    site = _tool("sphinx_site")
+    found, code = site.split_directives("#| export\n# | hide\n\nclass A:\n    def f(self): ...\n")
+    assert found == {"export": "", "hide": ""} and code == "class A:\n    def f(self): ..."
+    found, code = site.split_directives("#|default_exp tokenizer")
+    assert found == {"default_exp": "tokenizer"} and code == ""
+    assert site.split_directives("x = 1  # not #| export")[0] == {}
+    assert site.default_module("#| default_exp bert\n") == "bert"
+    assert site.symbol_ids("class A:\n    def f(self): ...\ndef g(): ...") == ["a", "a.f", "g"]
+    assert site.symbol_ids("%timeit f()") == []
+    assert site.nbdev_page_name("04b_bert") == "bert" and site.nbdev_page_name("intro") == "intro"
+
+
+def test_diagrams_are_committed_as_drawn_and_legible_on_a_phone():
+    "chapters/figures/*.svg equal what tools/diagrams.py draws; <= 420 wide, text >= 13 units."
+    diagrams = _tool("diagrams")
+    assert diagrams.main(["--check"]) == 0, "run python tools/diagrams.py and commit"
+    svgs = sorted((ROOT / "chapters" / "figures").glob("*.svg"))
+    assert len(svgs) >= 7
+    for svg in svgs:
+        text = svg.read_text(encoding="utf-8")
+        width = float(re.search(r'viewBox="0 0 ([\d.]+) ', text).group(1))
+        sizes = [float(s) for s in re.findall(r'font-size="([\d.]+)"', text)]
+        assert width <= 420 and sizes and min(sizes) * 390 / width >= 12, svg.name
+        assert "http" not in text.replace("http://www.w3.org/2000/svg", ""), svg.name
+    with pytest.raises(ValueError, match="font size"):
+        diagrams.Svg(400, 100, "t").text(0, 0, "tiny", size=10)
+
+
+def test_page_check_counts(tmp_path):
+    "tools/page_check.py counts each kind of problem it reports (a made-up notebook)."
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pc = _tool("page_check")
+    buf = io.BytesIO()
+    fig = plt.figure(figsize=(9, 2))
+    fig.savefig(buf, format="png", dpi=40)
+    plt.close(fig)
+    inches, dpi = pc.png_inches(base64.b64encode(buf.getvalue()).decode())
+    assert abs(inches - 9) < 0.1 and abs(dpi - 40) < 0.5
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("#| export\n" + "x = 1  # " + "y" * 90 + "\n")
+    code.outputs = [nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+                    nbformat.v4.new_output("stream", name="stdout",
+                                           text="10%|#   | 1/10\r100%|####| 10/10\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="/tmp/x " + "z" * 90),
+                    nbformat.v4.new_output("display_data",
+                                           data={"image/png": base64.b64encode(buf.getvalue())
+                                                 .decode()})]
+    nb.cells = [nbformat.v4.new_markdown_cell("As the source article says, before the fix."),
+                code]
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, path)
+    c = pc.notebook_counts(path)
+    assert c == {"code>88": 1, "out>88": 1, "directives": 0, "fig>8in": 1, "stderr": 1,
+                 "progress": 1, "paths": 1, "phrases": 2}, c
+
+
+@pytest.mark.parametrize("page", ["intro", "glossary", "references", "appendix_performance"])
+def test_markdown_pages_fit_and_speak_to_the_reader(page):
+    "Counts that are zero on the markdown pages stay zero (tools/page_check.py)."
+    c = _tool("page_check").markdown_counts(ROOT / "chapters" / f"{page}.md")
+    assert c["code>88"] == 0 and c["phrases"] == 0, c

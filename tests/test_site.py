@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "html"
+SITE = Path(os.environ.get("ENCODER_BOOK_SITE") or ROOT / "_build" / "html")   # the built site
 
 pytestmark = pytest.mark.skipif(os.environ.get("ENCODER_BOOK_SITE_TESTS") != "1",
                                 reason="checks the built site: run by `make test-site` after `make book` "
@@ -121,3 +121,65 @@ def test_performance_appendix_shows_the_chapters_outputs():
                 lines = lines[int(m["a"]) - 1:int(m["b"])]
             for line in lines:
                 assert line.strip() in text, (f.name, line)
+
+
+def _tools():
+    import sys
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
+
+
+def test_no_nbdev_directives_on_the_pages():
+    "`#| export` and the like are stripped by tools/sphinx_site.py: none is shown."
+    _tools()
+    import page_check
+    shown = {p.relative_to(SITE).as_posix(): page_check.directives_in_html(p)
+             for p in SITE.rglob("*.html")}
+    assert not {p: n for p, n in shown.items() if n}, shown
+
+
+def test_exported_cells_carry_their_badge():
+    "Every notebook that exports has badged cells naming its module, and only those."
+    _tools()
+    import sphinx_site
+    for nb in sorted((ROOT / "chapters").glob("*.ipynb")):
+        module = sphinx_site.notebook_module(nb)
+        text = page(f"chapters/{nb.stem}")
+        badges = re.findall(r'class="nb-export-badge"[^>]*>exported to <code>([\w.]+)</code>',
+                            text)
+        if module is None:
+            assert not badges, nb.name
+            continue
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        exported = [c for c in cells if c["cell_type"] == "code"
+                    and re.match(r"#\|\s*export", "".join(c["source"]))
+                    and not {"remove-cell", "remove-input"} & set(c["metadata"].get("tags", []))]
+        assert len(badges) == len(exported), (nb.name, len(badges), len(exported))
+        assert f"encoder_book.{module}" in badges, (nb.name, module, set(badges))
+
+
+def test_modidx_links_land_on_the_code():
+    "Every link in encoder_book/_modidx.py reaches a page of the site and the symbol's cell."
+    ns: dict = {}
+    exec((ROOT / "encoder_book" / "_modidx.py").read_text(encoding="utf-8"), ns)
+    d = ns["d"]
+    assert d["settings"]["doc_baseurl"].rstrip("/").endswith("/chapters"), d["settings"]
+    missing = []
+    for syms in d["syms"].values():
+        for url, _ in syms.values():
+            name, anchor = url.split("#", 1)
+            alias = SITE / "chapters" / name
+            if not alias.exists():
+                missing.append(url)
+                continue
+            m = re.search(r'location\.replace\("([^"]+)"', alias.read_text(encoding="utf-8"))
+            target = SITE / "chapters" / (m.group(1) if m else name)
+            if f'id="{anchor}"' not in target.read_text(encoding="utf-8"):
+                missing.append(f"{url} -> {target.name}")
+    assert not missing, missing[:20]
+
+
+def test_site_css_is_loaded():
+    "tools/static/encoder_book.css (code at 88 columns, phone layout) is on every page."
+    assert (SITE / "_static" / "encoder_book.css").exists()
+    assert "_static/encoder_book.css" in page("chapters/03_attention")

@@ -109,7 +109,7 @@ def strip_nbdev_directives(app, doctree: nodes.document) -> None:
     cells = [(c, _source_block(c)) for c in _code_cells(doctree)]
     cells = [(c, b) for c, b in cells if b is not None]
     # the notebook's `#| default_exp` cell is usually tagged remove-cell: read the file
-    source_path = Path(app.env.doc2path(app.env.docname))
+    source_path = Path(doctree.get("source") or app.env.doc2path(app.env.docname))
     module = notebook_module(source_path) if source_path.suffix == ".ipynb" else None
     seen_ids = set(doctree.ids)
     for cell, block in cells:
