@@ -2,14 +2,17 @@
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-003
 from __future__ import annotations
-import dataclasses, json, math, os, time
+import dataclasses
+import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from .core import QUICK, get_device, patch_to, set_seed
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from .core import QUICK, get_device, set_seed
 from .data import LabelledData, atomic_write, tokenize_dataset
 from .tokenizer import WordPieceTokenizer
 from .train import ModelOutput, TrainConfig, evaluate, fit
@@ -61,58 +64,8 @@ class LSTMCell(nn.Module):
         return lstm_update(gates, c)
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-014
-class LSTM(nn.Module):
-    "Multi-layer, optionally bidirectional LSTM with torch.nn.LSTM's parameter names, shapes, inputs and outputs."
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 batch_first: bool = True, dropout: float = 0.0, bias: bool = True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1 or num_layers < 1:
-            raise ValueError(f"input_size, hidden_size and num_layers must be positive, "
-                             f"got {input_size}, {hidden_size}, {num_layers}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be between 0 and 1, got {dropout}")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bidirectional, self.batch_first, self.dropout, self.bias = bidirectional, batch_first, dropout, bias
-        self.num_directions = 2 if bidirectional else 1
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
-            for suffix in ("", "_reverse")[:self.num_directions]:   # the same order as nn.LSTM's parameters
-                shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, hidden_size)}
-                if bias: shapes.update(bias_ih=(4 * hidden_size,), bias_hh=(4 * hidden_size,))
-                for name, shape in shapes.items():
-                    self.register_parameter(f"{name}_l{layer}{suffix}", nn.Parameter(torch.empty(shape)))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _uniform_(self.parameters(), self.hidden_size)
-
-    def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, dropout={self.dropout}")
-
-# %% ../chapters/05_lstm_baseline.ipynb #05lstm-017
-@patch_to(LSTM)
-def _run_direction(self, x: Tensor, mask: Tensor | None, h: Tensor, c: Tensor, layer: int,
-                   reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
-    "One direction of one layer: x (seq, batch, in), mask (seq, batch, 1) bool; returns outputs, last h and c."
-    sfx = f"_l{layer}{'_reverse' if reverse else ''}"
-    w_hh = getattr(self, "weight_hh" + sfx)
-    bias = getattr(self, "bias_ih" + sfx) + getattr(self, "bias_hh" + sfx) if self.bias else None
-    xw = F.linear(x, getattr(self, "weight_ih" + sfx), bias)    # (seq, batch, 4 hidden): all inputs in one product
-    outputs = [None] * x.shape[0]
-    for t in (reversed(range(x.shape[0])) if reverse else range(x.shape[0])):
-        h_new, c_new = lstm_update(xw[t] + F.linear(h, w_hh), c)   # (batch, hidden) each
-        if mask is None:
-            h, c = h_new, c_new
-            outputs[t] = h
-        else:                                                   # a padded position leaves the state as it was
-            h, c = torch.where(mask[t], h_new, h), torch.where(mask[t], c_new, c)
-            outputs[t] = torch.where(mask[t], h_new, 0.0)       # and outputs zeros, as pad_packed_sequence does
-    return torch.stack(outputs), h, c                           # (seq, batch, hidden), (batch, hidden) x 2
-
-# %% ../chapters/05_lstm_baseline.ipynb #05lstm-018
 def _step_mask(lengths, attention_mask, seq: int, batch: int, device) -> Tensor | None:
-    "The (seq, batch, 1) boolean mask of real positions, from lengths (batch,) or an attention mask (batch, seq)."
+    "The (seq, batch, 1) mask of real positions, from lengths (batch,) or a (batch, seq) mask."
     if lengths is not None and attention_mask is not None:
         raise ValueError("give lengths or attention_mask, not both")
     if attention_mask is not None:
@@ -124,42 +77,146 @@ def _step_mask(lengths, attention_mask, seq: int, batch: int, device) -> Tensor 
         return None
     lengths = torch.as_tensor(lengths, device=device)
     if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have one entry per sequence ({batch}), got shape {tuple(lengths.shape)}")
+        raise ValueError(f"lengths must have one entry per sequence ({batch}), "
+                         f"got shape {tuple(lengths.shape)}")
     if (lengths < 0).any() or (lengths > seq).any():
-        raise ValueError(f"lengths must be between 0 and the sequence length {seq}, got {lengths.tolist()}")
+        raise ValueError(f"lengths must be between 0 and the sequence length {seq}, "
+                         f"got {lengths.tolist()}")
     return (torch.arange(seq, device=device)[:, None] < lengths[None, :]).unsqueeze(-1)
 
-@patch_to(LSTM)
-def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, lengths=None,
-            attention_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    "input (batch, seq, input_size) (seq first unless batch_first): returns output and (h_n, c_n), as nn.LSTM."
-    if input.dim() != 3:
-        raise ValueError(f"LSTM expects a 3-D input {'(batch, seq, input_size)' if self.batch_first else '(seq, batch, input_size)'}"
-                         f", got shape {tuple(input.shape)} (add a batch dimension with unsqueeze)")
-    if input.shape[-1] != self.input_size:
-        raise ValueError(f"input has {input.shape[-1]} features in its last dimension, but input_size is {self.input_size}")
-    x = input.transpose(0, 1) if self.batch_first else input   # (seq, batch, input)
-    seq, batch = x.shape[:2]
-    mask = _step_mask(lengths, attention_mask, seq, batch, x.device)
-    n_states, D = self.num_layers * self.num_directions, self.num_directions
-    if hx is None:
-        zeros = x.new_zeros(n_states, batch, self.hidden_size)
-        hx = (zeros, zeros)
-    for s in hx:
-        if tuple(s.shape) != (n_states, batch, self.hidden_size):
-            raise ValueError(f"h_0 and c_0 must have shape (num_layers * num_directions, batch, hidden_size) = "
-                             f"{(n_states, batch, self.hidden_size)}, got {tuple(s.shape)}")
-    h_n, c_n = [], []
-    for layer in range(self.num_layers):
-        outs = []
-        for d in range(D):                                      # state k = layer * D + direction, as in nn.LSTM
-            out, h, c = self._run_direction(x, mask, hx[0][layer * D + d], hx[1][layer * D + d], layer, d == 1)
-            outs.append(out); h_n.append(h); c_n.append(c)
-        x = torch.cat(outs, dim=-1) if D == 2 else outs[0]    # (seq, batch, D * hidden)
-        if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-            x = F.dropout(x, self.dropout, training=True)      # between layers only, as in nn.LSTM
-    output = x.transpose(0, 1) if self.batch_first else x
-    return output, (torch.stack(h_n), torch.stack(c_n))        # (n_states, batch, hidden) each
+class LSTM(nn.Module):
+    "Multi-layer, optionally bidirectional LSTM with nn.LSTM's signature, parameters and I/O."
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None):
+        super().__init__()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
+                        ("num_layers", num_layers)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be between 0 and 1, got {dropout}")
+        if proj_size != 0:
+            raise ValueError(f"proj_size={proj_size} is not supported (only 0)")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size = bidirectional, 0
+        self.num_directions = 2 if bidirectional else 1
+        factory = {"device": device, "dtype": dtype}
+        H = 4 * hidden_size
+        for layer in range(num_layers):
+            n_in = input_size if layer == 0 else hidden_size * self.num_directions
+            for sfx in ("", "_reverse")[: self.num_directions]:   # nn.LSTM's order
+                shapes = {"weight_ih": (H, n_in), "weight_hh": (H, hidden_size)}
+                if bias:
+                    shapes.update(bias_ih=(H,), bias_hh=(H,))
+                for name, shape in shapes.items():
+                    p = nn.Parameter(torch.empty(shape, **factory))
+                    self.register_parameter(f"{name}_l{layer}{sfx}", p)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        "PyTorch's initialisation: every weight and bias from U(-1/sqrt(hidden), +)."
+        _uniform_(self.parameters(), self.hidden_size)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"         # non-defaults only, as nn.LSTM
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
+                              ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)}"
+        return s
+
+    def _run_direction(self, x: Tensor, mask: Tensor | None, h: Tensor, c: Tensor,
+                       layer: int, reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
+        "One direction of one layer: x (seq, batch, in); returns outputs, last h and c."
+        sfx = f"_l{layer}{'_reverse' if reverse else ''}"
+        w_hh = getattr(self, "weight_hh" + sfx)
+        bias = None
+        if self.bias:
+            bias = getattr(self, "bias_ih" + sfx) + getattr(self, "bias_hh" + sfx)
+        xw = F.linear(x, getattr(self, "weight_ih" + sfx), bias)  # (seq, batch, 4 hidden)
+        outputs = [None] * x.shape[0]
+        steps = reversed(range(x.shape[0])) if reverse else range(x.shape[0])
+        for t in steps:
+            h_new, c_new = lstm_update(xw[t] + F.linear(h, w_hh), c)  # (batch, hidden)
+            if mask is None:
+                h, c = h_new, c_new
+                outputs[t] = h
+            else:                                   # padding leaves the state as it was
+                h, c = torch.where(mask[t], h_new, h), torch.where(mask[t], c_new, c)
+                outputs[t] = torch.where(mask[t], h_new, 0.0)   # and outputs zeros
+        return torch.stack(outputs), h, c           # (seq, batch, hidden), (batch, hidden) x 2
+
+    def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None,
+                lengths=None, attention_mask: Tensor | None = None):
+        "As nn.LSTM: (output, (h_n, c_n)); also a 2-D unbatched input or a PackedSequence."
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None or attention_mask is not None:
+                raise ValueError("a PackedSequence carries its lengths: "
+                                 "give no lengths or attention_mask")
+            x, lengths = pad_packed_sequence(input)          # (seq, batch, in), original order
+        else:
+            if not isinstance(input, Tensor):
+                raise TypeError(f"input must be a Tensor or a PackedSequence, "
+                                f"got {type(input).__name__}")
+            if input.dim() not in (2, 3):
+                layout = "(batch, seq, input_size)" if self.batch_first else \
+                    "(seq, batch, input_size)"
+                raise ValueError(f"LSTM expects a 3-D input {layout} or a 2-D unbatched "
+                                 f"(seq, input_size), got shape {tuple(input.shape)}")
+            x = input
+        unbatched = not packed and x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)                                # (seq, 1, in)
+        elif not packed and self.batch_first:
+            x = x.transpose(0, 1)                             # (seq, batch, in)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input has {x.shape[-1]} features in its last dimension, "
+                             f"but input_size is {self.input_size}")
+        seq, batch = x.shape[:2]
+        mask = _step_mask(lengths, attention_mask, seq, batch, x.device)
+        n_states, D = self.num_layers * self.num_directions, self.num_directions
+        if hx is None:
+            zeros = x.new_zeros(n_states, batch, self.hidden_size)
+            hx = (zeros, zeros)
+        elif unbatched:
+            if any(s.dim() != 2 for s in hx):
+                raise ValueError("for an unbatched input, h_0 and c_0 must be 2-D "
+                                 "(num_layers * num_directions, hidden_size)")
+            hx = tuple(s.unsqueeze(1) for s in hx)            # (n_states, 1, hidden)
+        for s in hx:
+            if tuple(s.shape) != (n_states, batch, self.hidden_size):
+                raise ValueError(
+                    "h_0 and c_0 must have shape (num_layers * num_directions, batch, "
+                    f"hidden_size) = {(n_states, batch, self.hidden_size)}, "
+                    f"got {tuple(s.shape)}")
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(D):                    # state k = layer * D + direction
+                k = layer * D + d
+                out, h, c = self._run_direction(x, mask, hx[0][k], hx[1][k], layer, d == 1)
+                outs.append(out)
+                h_n.append(h)
+                c_n.append(c)
+            x = torch.cat(outs, dim=-1) if D == 2 else outs[0]    # (seq, batch, D hidden)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)      # between layers only
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)             # (n_states, batch, hidden)
+        if packed:
+            order = input.sorted_indices
+            xs = x if order is None else x.index_select(1, order)  # longest first
+            lens = lengths if order is None else lengths[order.cpu()]
+            data = pack_padded_sequence(xs, lens).data
+            output = PackedSequence(data, input.batch_sizes, input.sorted_indices,
+                                    input.unsorted_indices)
+        elif unbatched:
+            output, h_n, c_n = x.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+        else:
+            output = x.transpose(0, 1) if self.batch_first else x
+        return output, (h_n, c_n)
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-030
 POOLINGS = ("final", "max", "mean")
@@ -191,88 +248,94 @@ class LSTMClassifierConfig:
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-031
 class LSTMClassifier(nn.Module):
-    "Token embeddings -> (Bi)LSTM -> pooling over the real tokens -> dropout -> linear classifier."
-    def __init__(self, vocab_size: int, num_labels: int = 2, embedding_size: int = 128, hidden_size: int = 128,
-                 num_layers: int = 1, bidirectional: bool = True, pooling: str = "max", dropout: float = 0.3,
-                 pad_token_id: int = 0, impl: str = "torch", id2label: dict | None = None):
+    "Token embeddings -> (Bi)LSTM -> pooling over the real tokens -> dropout -> linear."
+    def __init__(self, vocab_size: int, num_labels: int = 2, embedding_size: int = 128,
+                 hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
+                 pooling: str = "max", dropout: float = 0.3, pad_token_id: int = 0,
+                 impl: str = "torch", id2label: dict | None = None):
         super().__init__()
-        cfg = self.config = LSTMClassifierConfig(vocab_size, num_labels, embedding_size, hidden_size, num_layers,
-                                                 bidirectional, pooling, dropout, pad_token_id, impl, id2label)
+        self.config = LSTMClassifierConfig(
+            vocab_size, num_labels, embedding_size, hidden_size, num_layers, bidirectional,
+            pooling, dropout, pad_token_id, impl, id2label)
         self.embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
-        lstm = nn.LSTM if impl == "torch" else LSTM             # the same parameter names: weights move freely
-        self.lstm = lstm(embedding_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                         batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        lstm = nn.LSTM if impl == "torch" else LSTM     # same parameter names: weights move
+        self.lstm = lstm(embedding_size, hidden_size, num_layers=num_layers,
+                         bidirectional=bidirectional, batch_first=True,
+                         dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_labels)
 
     @classmethod
     def from_config(cls, config: LSTMClassifierConfig) -> "LSTMClassifier":
+        "A freshly initialised model of this configuration."
         return cls(**dataclasses.asdict(config))
 
-# %% ../chapters/05_lstm_baseline.ipynb #05lstm-032
-@patch_to(LSTMClassifier)
-def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    "The LSTM's outputs (batch, seq, D * hidden), the top layer's final states (batch, D * hidden) and the mask."
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
-    mask = (input_ids != self.config.pad_token_id) if attention_mask is None else attention_mask.bool()
-    x = self.dropout(self.embeddings(input_ids))                # (batch, seq, embedding)
-    if self.config.impl == "torch":                             # nn.LSTM skips padding when the batch is packed
-        lengths = mask.sum(1).clamp(min=1).cpu()                # (assumes right padding, as our batches have)
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    else:                                                       # ours skips padding wherever the mask has it
-        out, (h_n, _) = self.lstm(x, attention_mask=mask)
-    D = 2 if self.config.bidirectional else 1
-    final = h_n[-D:].transpose(0, 1).reshape(x.shape[0], -1)   # top layer, forward (and backward) direction
-    return out, final, mask
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        "LSTM outputs (batch, seq, D hidden), top-layer final states (batch, D hidden), mask."
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq), "
+                             f"got {tuple(input_ids.shape)}")
+        pad = self.config.pad_token_id
+        mask = (input_ids != pad) if attention_mask is None else attention_mask.bool()
+        x = self.dropout(self.embeddings(input_ids))        # (batch, seq, embedding)
+        if self.config.impl == "torch":         # nn.LSTM skips padding in a packed batch
+            lengths = mask.sum(1).clamp(min=1).cpu()         # (right padding, as ours)
+            packed = pack_padded_sequence(x, lengths, batch_first=True,
+                                          enforce_sorted=False)
+            out, (h_n, _) = self.lstm(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        else:                                   # ours skips padding wherever the mask has it
+            out, (h_n, _) = self.lstm(x, attention_mask=mask)
+        D = 2 if self.config.bidirectional else 1
+        final = h_n[-D:].transpose(0, 1).reshape(x.shape[0], -1)   # top layer, both ways
+        return out, final, mask
 
-@patch_to(LSTMClassifier)
-def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
-            **kwargs) -> ModelOutput:
-    "Logits (batch, num_labels), and the cross-entropy loss when labels are given; other batch keys are ignored."
-    out, final, mask = self.encode(input_ids, attention_mask)
-    m = mask.unsqueeze(-1)                                      # (batch, seq, 1)
-    if self.config.pooling == "final":
-        pooled = final                                          # (batch, D * hidden)
-    elif self.config.pooling == "max":
-        pooled = out.masked_fill(~m, float("-inf")).amax(1).masked_fill(~m.any(1), 0.0)   # no token: zeros
-    else:
-        pooled = (out * m).sum(1) / m.sum(1).clamp(min=1)
-    logits = self.classifier(self.dropout(pooled))               # (batch, num_labels)
-    loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-    return ModelOutput(loss, logits)
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                labels: Tensor | None = None, **kwargs) -> ModelOutput:
+        "Logits (batch, num_labels), and the loss when labels are given; other keys ignored."
+        out, final, mask = self.encode(input_ids, attention_mask)
+        m = mask.unsqueeze(-1)                                   # (batch, seq, 1)
+        if self.config.pooling == "final":
+            pooled = final                                       # (batch, D hidden)
+        elif self.config.pooling == "max":                       # no token: zeros
+            pooled = out.masked_fill(~m, float("-inf")).amax(1).masked_fill(~m.any(1), 0.0)
+        else:
+            pooled = (out * m).sum(1) / m.sum(1).clamp(min=1)
+        logits = self.classifier(self.dropout(pooled))           # (batch, num_labels)
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return ModelOutput(loss, logits)
 
-# %% ../chapters/05_lstm_baseline.ipynb #05lstm-035
-@patch_to(LSTMClassifier)
-def save_pretrained(self, directory) -> Path:
-    "Write model.safetensors (the state dict) and config.json into `directory`."
-    from safetensors.torch import save_file
-    d = Path(directory); d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-    tmp = d / ".model.safetensors.part"
-    save_file(state, str(tmp)); os.replace(tmp, d / "model.safetensors")
-    cfg = {"architectures": [type(self).__name__], **dataclasses.asdict(self.config)}
-    atomic_write(d / "config.json", json.dumps(cfg, indent=2) + "\n")
-    return d
+    def save_pretrained(self, directory) -> Path:
+        "Write model.safetensors (the state dict) and config.json into `directory`."
+        from safetensors.torch import save_file
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = d / ".model.safetensors.part"
+        save_file(state, str(tmp))
+        os.replace(tmp, d / "model.safetensors")
+        cfg = {"architectures": [type(self).__name__], **dataclasses.asdict(self.config)}
+        atomic_write(d / "config.json", json.dumps(cfg, indent=2) + "\n")
+        return d
 
-@patch_to(LSTMClassifier)
-@classmethod
-def from_pretrained(cls, directory, impl: str | None = None) -> "LSTMClassifier":
-    "The model saved by `save_pretrained` (on the CPU); `impl` overrides the saved 'torch'/'ours' choice."
-    from safetensors.torch import load_file
-    d = Path(directory)
-    for name in ("config.json", "model.safetensors"):
-        if not (d / name).exists():
-            raise FileNotFoundError(f"{d / name} does not exist: not a folder written by LSTMClassifier.save_pretrained")
-    cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    if cfg.pop("architectures", [cls.__name__]) != [cls.__name__]:
-        raise ValueError(f"{d} holds a {cfg.get('architectures')}, not an {cls.__name__}")
-    if impl is not None: cfg["impl"] = impl
-    model = cls.from_config(LSTMClassifierConfig(**cfg))
-    model.load_state_dict(load_file(str(d / "model.safetensors")))
-    return model
+    @classmethod
+    def from_pretrained(cls, directory, impl: str | None = None) -> "LSTMClassifier":
+        "The model `save_pretrained` wrote, on the CPU, in eval mode; `impl` overrides."
+        from safetensors.torch import load_file
+        d = Path(directory)
+        for name in ("config.json", "model.safetensors"):
+            if not (d / name).exists():
+                raise FileNotFoundError(f"{d / name} does not exist: not a folder written "
+                                        f"by LSTMClassifier.save_pretrained")
+        cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        if cfg.pop("architectures", [cls.__name__]) != [cls.__name__]:
+            raise ValueError(f"{d} holds a {cfg.get('architectures')}, not an {cls.__name__}")
+        if impl is not None:
+            cfg["impl"] = impl
+        model = cls.from_config(LSTMClassifierConfig(**cfg))
+        model.load_state_dict(load_file(str(d / "model.safetensors")))
+        return model.eval()                      # as HF's from_pretrained: dropout off
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-038
 LSTM_PRESETS = {   # model and schedule for the machine; `quick` is for tests and quick mode

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequence,
+                                pad_packed_sequence)
 
 from encoder_book.data import LabelledData, load_labelled
 from encoder_book.lstm import (POOLINGS, LSTM, LSTMCell, LSTMClassifier, LSTMClassifierConfig, load_lstm_classifier,
@@ -78,7 +79,7 @@ def test_cell_without_bias():
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_parity_with_nn_lstm(num_layers, bidirectional, batch_first):
     torch.manual_seed(0)
-    ours = LSTM(6, 7, num_layers, bidirectional, batch_first)
+    ours = LSTM(6, 7, num_layers, bidirectional=bidirectional, batch_first=batch_first)
     torch.manual_seed(0)
     theirs = nn.LSTM(6, 7, num_layers, bidirectional=bidirectional, batch_first=batch_first)
     # same names, shapes, order, and (same seed) the same initial values
@@ -111,13 +112,13 @@ def test_parity_with_nn_lstm(num_layers, bidirectional, batch_first):
 def test_dropout_only_between_layers_and_only_in_training():
     torch.manual_seed(0)
     theirs = nn.LSTM(4, 5, 2, dropout=0.5, batch_first=True)
-    ours = LSTM(4, 5, 2, dropout=0.5)
+    ours = LSTM(4, 5, 2, dropout=0.5, batch_first=True)
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 6, 4)
     assert not torch.equal(ours(x)[0], ours(x)[0])
     ours.eval(); theirs.eval()
     assert torch.equal(ours(x)[0], ours(x)[0]) and err(ours(x)[0], theirs(x)[0]) < 1e-6
-    one = LSTM(4, 5, 1, dropout=0.5)                             # nothing between layers to drop
+    one = LSTM(4, 5, 1, dropout=0.5, batch_first=True)                          # nothing between layers to drop
     assert torch.equal(one(x)[0], one(x)[0])
 
 
@@ -127,7 +128,7 @@ def test_dropout_only_between_layers_and_only_in_training():
 def test_padding_matches_pack_padded_sequence(bidirectional):
     torch.manual_seed(0)
     theirs = nn.LSTM(4, 6, 2, bidirectional=bidirectional, batch_first=True)
-    ours = LSTM(4, 6, 2, bidirectional)
+    ours = LSTM(4, 6, 2, bidirectional=bidirectional, batch_first=True)
     ours.load_state_dict(theirs.state_dict())
     lengths = torch.tensor([2, 6, 1, 4])
     x = torch.randn(4, 6, 4)
@@ -167,18 +168,158 @@ def test_left_padding_with_a_mask_and_batch_second():
 
 
 def test_zero_length_keeps_the_initial_state():
-    ours = LSTM(3, 4)
+    ours = LSTM(3, 4, batch_first=True)
     h0, c0 = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
     out, (h, c) = ours(torch.randn(2, 3, 3), (h0, c0), lengths=[0, 3])
     assert torch.equal(h[:, 0], h0[:, 0]) and torch.equal(c[:, 0], c0[:, 0]) and (out[0] == 0).all()
 
 
+# ---------------------------------------------------------------- nn.LSTM's signature and inputs
+
+def test_signature_and_defaults_are_nn_lstm_s():
+    import inspect
+    ours = inspect.signature(LSTM.__init__).parameters
+    theirs = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+              "bidirectional", "proj_size", "device", "dtype"]
+    assert list(ours)[1:] == theirs
+    lstm = LSTM(3, 4)
+    ref = nn.LSTM(3, 4)
+    for name in ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"):
+        assert getattr(lstm, name) == getattr(ref, name), name
+    assert lstm.batch_first is False
+
+
+def test_positional_arguments_mean_what_they_mean_in_nn_lstm():
+    # (input, hidden, num_layers, bias, batch_first, dropout, bidirectional)
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 4, 2, False, True, 0.0, True)
+    ours = LSTM(3, 4, 2, False, True, 0.0, True)
+    assert [k for k in ours.state_dict()] == [k for k in theirs.state_dict()]
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 5, 3)
+    assert err(ours(x)[0], theirs(x)[0]) < 1e-6
+
+
+def test_default_layout_is_seq_first_like_nn_lstm():
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 4)
+    ours = LSTM(3, 4)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(5, 2, 3)                                     # (seq, batch, features)
+    (o1, (h1, c1)), (o2, (h2, c2)) = ours(x), theirs(x)
+    assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-6
+    bf = LSTM(3, 4, batch_first=True)
+    bf.load_state_dict(theirs.state_dict())
+    assert err(bf(x.transpose(0, 1))[0].transpose(0, 1), o2) < 1e-6
+
+
+def test_device_and_dtype_arguments():
+    lstm = LSTM(3, 4, dtype=torch.float64, device="cpu")
+    assert all(p.dtype == torch.float64 for p in lstm.parameters())
+    out, _ = lstm(torch.randn(5, 2, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_input_like_nn_lstm(num_layers, bidirectional, batch_first):
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    ours = LSTM(3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(6, 3)                                        # (seq, features)
+    D = 2 if bidirectional else 1
+    h0 = torch.randn(num_layers * D, 4)
+    c0 = torch.randn_like(h0)
+    for hx in (None, (h0, c0)):
+        (o1, (h1, c1)), (o2, (h2, c2)) = ours(x, hx), theirs(x, hx)
+        assert o1.shape == o2.shape == (6, D * 4) and h1.shape == h2.shape == (num_layers * D, 4)
+        assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-5
+    with pytest.raises(ValueError, match="unbatched"):
+        ours(x, (h0[:, None], c0[:, None]))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("enforce_sorted", [False, True])
+def test_packed_sequence_like_nn_lstm(num_layers, bidirectional, enforce_sorted):
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 5, num_layers, bidirectional=bidirectional, batch_first=True)
+    ours = LSTM(3, 5, num_layers, bidirectional=bidirectional, batch_first=True)
+    ours.load_state_dict(theirs.state_dict())
+    lengths = [6, 4, 4, 1] if enforce_sorted else [2, 6, 1, 4]
+    seqs = [torch.randn(n, 3) for n in lengths]
+    D = 2 if bidirectional else 1
+    h0 = torch.randn(num_layers * D, 4, 5)
+    c0 = torch.randn_like(h0)
+    for hx in (None, (h0, c0)):
+        packed = pack_sequence([s.clone().requires_grad_() for s in seqs],
+                               enforce_sorted=enforce_sorted)
+        p1, (h1, c1) = ours(packed, hx)
+        p2, (h2, c2) = theirs(packed, hx)
+        assert isinstance(p1, PackedSequence)
+        assert torch.equal(p1.batch_sizes, p2.batch_sizes)
+        for a, b in ((p1.sorted_indices, p2.sorted_indices),
+                     (p1.unsorted_indices, p2.unsorted_indices)):
+            assert (a is None and b is None) or torch.equal(a, b)
+        assert max(err(p1.data, p2.data), err(h1, h2), err(c1, c2)) < 1e-5
+        # gradients through the packed data and every parameter
+        ours.zero_grad()
+        theirs.zero_grad()
+        x1 = packed.data.detach().clone().requires_grad_()
+        x2 = packed.data.detach().clone().requires_grad_()
+        args = (packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        q1, (g1, _) = ours(PackedSequence(x1, *args), hx)
+        q2, (g2, _) = theirs(PackedSequence(x2, *args), hx)
+        (q1.data.sin().sum() + g1.sum()).backward()
+        (q2.data.sin().sum() + g2.sum()).backward()
+        assert err(x1.grad, x2.grad) < 1e-5
+        assert all(err(p.grad, q.grad) < 1e-5
+                   for p, q in zip(ours.parameters(), theirs.parameters()))
+    # padded back, the outputs equal those from lengths on the padded batch
+    padded, lens = pad_packed_sequence(p1, batch_first=True)
+    x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    o3, _ = ours(x, (h0, c0), lengths=lens)
+    assert err(padded, o3) < 1e-6
+    with pytest.raises(ValueError, match="PackedSequence"):
+        ours(packed, lengths=lens)
+
+
+def test_dropout_in_eval_with_initial_states_matches_nn_lstm():
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 4, 3, dropout=0.4, bidirectional=True).eval()
+    ours = LSTM(3, 4, 3, dropout=0.4, bidirectional=True).eval()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(7, 2, 3)
+    h0, c0 = torch.randn(6, 2, 4), torch.randn(6, 2, 4)
+    (o1, (h1, c1)), (o2, (h2, c2)) = ours(x, (h0, c0)), theirs(x, (h0, c0))
+    assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-5
+
+
+def test_repr_like_nn_lstm():
+    args = dict(num_layers=2, batch_first=True, dropout=0.1, bidirectional=True)
+    assert repr(LSTM(3, 4, **args)) == repr(nn.LSTM(3, 4, **args))
+    assert repr(LSTM(3, 4)) == repr(nn.LSTM(3, 4))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="proj_size"):
+        LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="hidden_size"):
+        LSTM(3, 0)
+    with pytest.raises(ValueError, match="num_layers"):
+        LSTM(3, 4, num_layers=0)
+    with pytest.raises(TypeError, match="PackedSequence"):
+        LSTM(3, 4)([[1.0, 2.0, 3.0]])
+
+
 # ---------------------------------------------------------------- errors
 
 def test_clear_errors_for_bad_input():
-    lstm = LSTM(8, 4)
+    lstm = LSTM(8, 4, batch_first=True)
     with pytest.raises(ValueError, match="3-D input"):
-        lstm(torch.randn(5, 8))
+        lstm(torch.randn(8))
     with pytest.raises(ValueError, match="3-D input"):
         lstm(torch.randn(1, 2, 5, 8))
     with pytest.raises(ValueError, match="input_size is 8"):
@@ -312,3 +453,14 @@ def test_string_labels_and_more_than_two_classes(tmp_path):
 def test_train_rejects_empty_data():
     with pytest.raises(ValueError):
         train_lstm_classifier(LabelledData([], []), load_labelled("tiny", "dev"))
+
+
+def test_from_pretrained_returns_a_model_in_eval_mode(tmp_path):
+    torch.manual_seed(0)
+    model = LSTMClassifier(20, num_labels=3, embedding_size=8, hidden_size=6, dropout=0.5)
+    model.train().save_pretrained(tmp_path / "m")
+    for impl in (None, "ours"):
+        loaded = LSTMClassifier.from_pretrained(tmp_path / "m", impl=impl)
+        assert not loaded.training and not any(m.training for m in loaded.modules())
+        ids = tiny_batch()["input_ids"]
+        assert torch.equal(loaded(ids).logits, loaded(ids).logits)   # no dropout
