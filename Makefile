@@ -8,7 +8,8 @@ TORCH ?= torch==2.13.0
 JOBS ?= 2
 DATA ?= $(wildcard ../shared/data)
 
-.PHONY: setup export sync-check test test-lib test-nbs book clean test-site test-browser test-colab
+.PHONY: setup export sync-check test test-lib test-fast test-nbs book clean test-site test-browser test-colab \
+	lint page-check diagrams
 .DEFAULT_GOAL := test
 
 $(BIN)/python:
@@ -32,8 +33,26 @@ sync-check: export
 	@test -z "$$(git status --porcelain)" || { git status --porcelain; echo "untracked files after nbdev_export: commit or ignore them"; exit 1; }
 	@echo "sync check: encoder_book/ equals what the notebooks export"
 
+# MARK selects tests by marker: `make test-lib MARK="not slow"` skips the subprocess and torchrun tests.
+MARK ?=
 test-lib: setup
-	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS)
+	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS) $(if $(MARK),-m "$(MARK)")
+
+# The library's tests without the slow ones: the quick loop while editing a chapter.
+test-fast: setup
+	$(MAKE) test-lib MARK="not slow"
+
+# ruff with the configuration in pyproject.toml ([tool.ruff]).
+lint: setup
+	$(BIN)/ruff check encoder_book tests tools
+
+# What a reader should not meet on the pages, counted per chapter (report only; see tools/page_check.py).
+page-check:
+	$(BIN)/python tools/page_check.py
+
+# Redraw the architecture diagrams in chapters/figures/ (committed; the book does not need this to build).
+diagrams:
+	$(BIN)/python tools/diagrams.py
 
 test-nbs: setup
 	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
