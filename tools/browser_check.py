@@ -407,7 +407,7 @@ def main(argv=None) -> int:
     p.add_argument("--screenshots", default=str(ROOT / "_build" / "screenshots"), help="folder for screenshots ('' for none)")
     p.add_argument("--full-page", action="store_true", help="screenshots of whole pages, not the first screen")
     p.add_argument("--page-timeout", type=float, default=30, help="seconds per page")
-    p.add_argument("--timeout", type=float, default=300, help="seconds for the whole check")
+    p.add_argument("--timeout", type=float, default=600, help="seconds for the whole check")
     p.add_argument("--page", action="append", help="check only this page (relative path), may repeat")
     p.add_argument("--require", action="store_true", default=os.environ.get("ENCODER_BOOK_REQUIRE_BROWSER") == "1",
                    help="fail (instead of skipping) when no Chromium is installed")
