@@ -141,9 +141,10 @@ class MultiHeadAttention(nn.Module):
             values = keys if value_states is None else value_states
             self._check_input(keys, "key_value_states", "kdim")
             self._check_input(values, "value_states", "vdim")
-            if keys.shape[0] != batch or values.shape[0] != batch:
-                raise ValueError(f"key_value_states and value_states have batch sizes "
-                                 f"{keys.shape[0]} and {values.shape[0]}, hidden_states {batch}")
+            for name, t in (("key_value_states", keys), ("value_states", values)):
+                if t.shape[0] != batch:
+                    raise ValueError(f"{name} has batch size {t.shape[0]}, "
+                                     f"hidden_states {batch}")
             if keys.shape[1] != values.shape[1]:
                 raise ValueError(f"keys and values must have the same length, got "
                                  f"{keys.shape[1]} and {values.shape[1]}")
