@@ -390,7 +390,38 @@ def pipeline() -> Svg:
     return s
 
 
+def positional_encodings() -> Svg:
+    s = Svg(420, 510, "Three ways to give the encoder positions: sinusoidal, learned, rotary")
+    s.text(210, 22, "Where positions enter: three kinds", size=15, weight="bold")
+    panels = [
+        ("sinusoidal", "orange", ["fixed sin/cos table", "no parameters"],
+         ["added to the", "token embeddings"], "any length: the formula extends"),
+        ("learned (BERT)", "orange", ["trained table:", "512 × hidden weights"],
+         ["added to the", "token embeddings"], "no row beyond position 511"),
+        ("rotary (RoPE)", "purple", ["rotate q and k by", "an angle ∝ position"],
+         ["inside attention,", "no parameters"], "the scores see positions only as the offset i − j"),
+    ]
+    y = 40
+    for k, (title, colour, what, where, note) in enumerate(panels):
+        s.text(12, y + 14, title, size=15, anchor="start", weight="bold")
+        s.box(12, y + 24, 196, 48, what, colour, size=14)
+        s.arrow(208, y + 48, 226, y + 48)
+        s.box(228, y + 24, 180, 48, where, "blue" if colour == "orange" else "purple",
+              size=14)
+        s.text(12, y + 94, note, size=13, anchor="start", colour=MUTED)
+        y += 118
+        if k < 2:
+            s.parts.append(f'<line x1="10" y1="{y - 8}" x2="410" y2="{y - 8}" '
+                           'stroke="#e2e8f0"/>')
+    s.box(12, y + 2, 396, 54, ["sinusoidal, learned: before Q, K, V",
+                               "rotary: on Q and K, after the projections"], "grey",
+          size=14)
+    s.text(210, y + 80, "chapter 2 builds and tests all three", size=13, colour=MUTED)
+    return s
+
+
 DIAGRAMS = {
+    "positional_encodings": positional_encodings,
     "input_embeddings": input_embeddings, "multi_head_attention": multi_head_attention,
     "post_ln_vs_pre_ln": post_ln_vs_pre_ln, "bert_heads": bert_heads,
     "mlm_masking": mlm_masking, "finetune_cls": finetune_cls,
