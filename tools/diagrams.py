@@ -249,7 +249,7 @@ def bert_heads() -> Svg:
 
 def mlm_masking() -> Svg:
     tokens = ["the", "cat", "sat", "on", "the", "warm", "mat"]
-    s = Svg(420, 520, "MLM corruption: 15% of tokens chosen, then 80/10/10")
+    s = Svg(420, 530, "MLM corruption: 15% of tokens chosen, then 80/10/10")
     s.text(210, 22, "Masked-LM corruption of one sentence", size=15, weight="bold")
     cw, x0 = 57, 12
 
@@ -261,7 +261,7 @@ def mlm_masking() -> Svg:
     row(52, tokens, ["white"] * 7, "1. the input")
     chosen = {1: "mask", 3: "random", 5: "keep"}
     row(116, tokens, ["yellow" if i in chosen else "white" for i in range(7)],
-        "2. choose 15% of positions (here 3)")
+        "2. choose 15% of positions (3 here, one of each case)")
     # the three fates
     y = 180
     s.text(x0, y, "3. each chosen position becomes", size=13, anchor="start",
@@ -281,8 +281,10 @@ def mlm_masking() -> Svg:
         "5. labels (-100: not scored)")
     s.text(210, 480, "the loss is cross-entropy at the chosen positions only;",
            size=13, colour=MUTED)
-    s.text(210, 498, "random and kept tokens stop the model trusting its input",
+    s.text(210, 498, "kept and random tokens make it model every input token,",
            size=13, colour=MUTED)
+    s.text(210, 516, "since text for fine-tuning never contains [MASK]", size=13,
+           colour=MUTED)
     return s
 
 
