@@ -46,7 +46,8 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check encoder_book tests tools
 
-# What a reader should not meet on the pages, counted per chapter (report only; see tools/page_check.py).
+# What a reader should not meet on the pages, counted per chapter (a report: make test prints it last; the counts
+# that are zero are kept at zero by tests/test_book.py and tests/test_site.py).
 page-check:
 	$(BIN)/python tools/page_check.py
 
@@ -74,7 +75,7 @@ test-browser: book
 test-colab: setup
 	ENCODER_BOOK_COLAB_TEST=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests/test_colab.py -q
 
-test: sync-check test-lib test-nbs book test-site test-browser test-colab
+test: sync-check test-lib test-nbs book test-site test-browser test-colab page-check
 	@echo "make test: all checks passed"
 
 clean:
