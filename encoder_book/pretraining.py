@@ -2,274 +2,884 @@
 
 # %% ../chapters/06_pretraining.ipynb #06pret-004
 from __future__ import annotations
-import dataclasses, hashlib, json, math, re
-from contextlib import nullcontext
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 import torch.distributed as dist
-from .core import patch_to, set_seed
-from .data import TokenizedData, atomic_write, load_corpus, make_batches, pack_corpus
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+from encoder_book.data import (
+    DataError,
+    TokenizedData,
+    atomic_write,
+    load_corpus,
+    load_labelled,
+    make_batches,
+    pack_corpus,
+)
+
+from .bert import BertConfig, BertForMaskedLM, BertModel, MaskedLMOutput
+from .core import set_seed
+from .positional import sinusoidal_table
 from .tokenizer import WordPieceTokenizer
-from .train import TrainConfig, dist_info, fit, init_distributed
-from .bert import BertConfig, BertForMaskedLM, MaskedLMOutput
+from .train import TrainConfig, _autocast, dist_info, fit, init_distributed
 
 # %% auto #0
-__all__ = ['mark_documents', 'MLMMasker', 'SparseBertForMaskedLM', 'small_config', 'mlm_accuracy', 'evaluate_mlm', 'fill_mask',
-           'pretrain']
+__all__ = ['KINDS', 'LABELLED_SUFFIXES', 'UNK_MARK', 'SCHEDULES', 'OBJECTIVES', 'mark_documents', 'MLMMasker',
+           'SparseBertForMaskedLM', 'small_config', 'sinusoidal_init', 'mlm_accuracy', 'evaluate_mlm', 'fill_mask',
+           'load_texts', 'has_valid_split', 'unk_as_special', 'cpu_has_native_bf16', 'pretrain_precision', 'pretrain',
+           'generator_config', 'ElectraPretrainer']
 
 # %% ../chapters/06_pretraining.ipynb #06pret-009
-_TITLE = re.compile(r"^= [^=].* =$")       # WikiText: ' = Title = ' starts an article, ' = = Section = = ' does not
+_TITLE = re.compile(
+    r"^= [^=].* =$"
+)  # WikiText: ' = Title = ' starts an article, ' = = Section = = ' does not
+
 
 def mark_documents(lines: Sequence[str]) -> list[str]:
-    "Lines with a ' [SEP]' at the end of each article (WikiText titles start articles), so packed blocks show the seams."
+    "Lines with ' [SEP]' ending each article (WikiText titles start them): seams show."
     out = list(lines)
     for i in range(1, len(out)):
-        if _TITLE.match(out[i]): out[i - 1] += " [SEP]"
+        if _TITLE.match(out[i]):
+            out[i - 1] += " [SEP]"
     return out
 
 # %% ../chapters/06_pretraining.ipynb #06pret-012
 class MLMMasker:
-    "BERT's masked-LM corruption of a batch: pick 15% of the real, non-special tokens; 80% [MASK], 10% random, 10% kept."
-    def __init__(self, tokenizer, mlm_probability: float = 0.15, mask_fraction: float = 0.8,
-                 random_fraction: float = 0.1, whole_word: bool = False, seed: int = 0):
+    "BERT's MLM corruption: 15% of the ordinary tokens; 80% [MASK], 10% random."
+
+    def __init__(
+        self,
+        tokenizer,
+        mlm_probability: float = 0.15,
+        mask_fraction: float = 0.8,
+        random_fraction: float = 0.1,
+        whole_word: bool = False,
+        seed: int = 0,
+    ):
         if not 0 < mlm_probability < 1:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
-        if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1:
-            raise ValueError("mask_fraction and random_fraction must be >= 0 and add up to at most 1")
-        vocab = (list(tokenizer.ids_to_tokens) if hasattr(tokenizer, "ids_to_tokens") else
-                 [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])])   # an HF tokenizer
-        specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
-                    tokenizer.mask_token_id]
-        self.special = torch.zeros(len(vocab), dtype=torch.bool)                     # (vocab,)
+            raise ValueError(
+                f"mlm_probability must be in (0, 1), got {mlm_probability}"
+            )
+        if (
+            mask_fraction < 0
+            or random_fraction < 0
+            or mask_fraction + random_fraction > 1
+        ):
+            raise ValueError(
+                "mask_fraction and random_fraction must be >= 0 and add up to at most 1"
+            )
+        if hasattr(tokenizer, "ids_to_tokens"):
+            vocab = list(tokenizer.ids_to_tokens)
+        else:  # an HF tokenizer
+            items = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+            vocab = [t for t, _ in items]
+        specials = [
+            tokenizer.pad_token_id,
+            tokenizer.unk_token_id,
+            tokenizer.cls_token_id,
+            tokenizer.sep_token_id,
+            tokenizer.mask_token_id,
+        ]
+        self.special = torch.zeros(len(vocab), dtype=torch.bool)  # (vocab,)
         self.special[specials] = True
-        self.continuation = torch.tensor([t.startswith("##") for t in vocab])        # (vocab,) pieces inside a word
-        self.random_ids = (~self.special).nonzero().squeeze(1)                       # what a random token can be
+        # (vocab,) pieces inside a word
+        self.continuation = torch.tensor([t.startswith("##") for t in vocab])
+        self.random_ids = (
+            (~self.special).nonzero().squeeze(1)
+        )  # what a random token can be
         self.mask_token_id = tokenizer.mask_token_id
-        self.mlm_probability, self.mask_fraction, self.random_fraction = mlm_probability, mask_fraction, random_fraction
+        self.mlm_probability = mlm_probability
+        self.mask_fraction, self.random_fraction = mask_fraction, random_fraction
         self.whole_word, self.seed = whole_word, seed
 
     def __repr__(self) -> str:
-        return (f"MLMMasker(mlm_probability={self.mlm_probability}, mask/random/keep={self.mask_fraction:g}/"
-                f"{self.random_fraction:g}/{1 - self.mask_fraction - self.random_fraction:g}, "
-                f"whole_word={self.whole_word})")
+        keep = 1 - self.mask_fraction - self.random_fraction
+        return (
+            f"MLMMasker(mlm_probability={self.mlm_probability}, mask/random/keep="
+            f"{self.mask_fraction:g}/{self.random_fraction:g}/{keep:g}, "
+            f"whole_word={self.whole_word})"
+        )
 
-# %% ../chapters/06_pretraining.ipynb #06pret-014
-@patch_to(MLMMasker)
-def choose(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
-    "Which positions the model must predict: each real, non-special token with probability mlm_probability."
-    eligible = ~self.special[input_ids]                                  # (batch, seq): never [CLS] [SEP] [PAD] ...
-    if attention_mask is not None:
-        eligible &= attention_mask.bool()
-    draw = torch.rand(input_ids.shape, generator=generator) < self.mlm_probability    # (batch, seq)
-    if self.whole_word:                                                  # every piece takes its word's draw
-        draw = draw.gather(1, self.word_starts(input_ids))
-    return eligible & draw
+    def choose(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        "Positions to predict: each real, non-special token with mlm_probability."
+        eligible = ~self.special[input_ids]  # (batch, seq): never [CLS] [SEP] [PAD]...
+        if attention_mask is not None:
+            eligible &= attention_mask.bool()
+        draw = torch.rand(input_ids.shape, generator=generator) < self.mlm_probability
+        if self.whole_word:  # every piece takes its word's draw
+            draw = draw.gather(1, self.word_starts(input_ids))
+        return eligible & draw  # (batch, seq)
 
-# %% ../chapters/06_pretraining.ipynb #06pret-015
-@patch_to(MLMMasker)
-def mask(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    "Corrupted input_ids and the labels: the original id where chosen, -100 (ignored by the loss) elsewhere."
-    device, input_ids = input_ids.device, input_ids.cpu()
-    attention_mask = None if attention_mask is None else attention_mask.cpu()
-    chosen = self.choose(input_ids, attention_mask, generator)           # (batch, seq) bool
-    labels = torch.where(chosen, input_ids, -100)
-    u = torch.rand(input_ids.shape, generator=generator)                 # one draw decides [MASK] / random / keep
-    to_mask = chosen & (u < self.mask_fraction)
-    to_random = chosen & (u >= self.mask_fraction) & (u < self.mask_fraction + self.random_fraction)
-    random_tokens = self.random_ids[torch.randint(len(self.random_ids), input_ids.shape, generator=generator)]
-    corrupted = torch.where(to_mask, self.mask_token_id, input_ids)
-    corrupted = torch.where(to_random, random_tokens, corrupted)
-    return corrupted.to(device), labels.to(device)
+    def mask(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        "Corrupted input_ids, and labels: the original id where chosen, -100 elsewhere."
+        device, input_ids = input_ids.device, input_ids.cpu()
+        attention_mask = None if attention_mask is None else attention_mask.cpu()
+        chosen = self.choose(input_ids, attention_mask, generator)  # (batch, seq)
+        labels = torch.where(chosen, input_ids, -100)
+        u = torch.rand(
+            input_ids.shape, generator=generator
+        )  # decides [MASK]/random/keep
+        to_mask = chosen & (u < self.mask_fraction)
+        cut = self.mask_fraction + self.random_fraction
+        to_random = chosen & (u >= self.mask_fraction) & (u < cut)
+        pick = torch.randint(len(self.random_ids), input_ids.shape, generator=generator)
+        corrupted = torch.where(to_mask, self.mask_token_id, input_ids)
+        corrupted = torch.where(to_random, self.random_ids[pick], corrupted)
+        return corrupted.to(device), labels.to(device)
 
-# %% ../chapters/06_pretraining.ipynb #06pret-020
-@patch_to(MLMMasker)
-def word_starts(self, input_ids: Tensor) -> Tensor:
-    "For each token, the position where its word starts: a word is a piece without ## and the ## pieces after it."
-    special = self.special[input_ids]                                    # (batch, seq)
-    after_special = F.pad(special[:, :-1], (1, 0), value=True)           # a block may begin inside a word
-    starts = ~self.continuation[input_ids] | special | after_special     # (batch, seq) bool
-    positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
-    return torch.where(starts, positions, 0).cummax(1).values            # (batch, seq) index of the word's start
+    def word_starts(self, input_ids: Tensor) -> Tensor:
+        "For each token, where its word starts (a piece and its ## pieces)."
+        special = self.special[input_ids]  # (batch, seq)
+        after_special = F.pad(
+            special[:, :-1], (1, 0), value=True
+        )  # may begin in a word
+        starts = ~self.continuation[input_ids] | special | after_special
+        positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        # (batch, seq): index of the word's start
+        return torch.where(starts, positions, 0).cummax(1).values
+
+    def __call__(self, batch: dict, training: bool | None = None) -> dict:
+        "Masks for a batch: fresh ones when training, fixed per block when evaluating."
+        if (
+            training is None
+        ):  # fit calls transform(batch): evaluation runs under no_grad
+            training = torch.is_grad_enabled()
+        ids, attn = batch["input_ids"], batch.get("attention_mask")
+        g = torch.Generator()
+        if training:  # one number from torch's generator, which fit checkpoints
+            g.manual_seed(
+                _seed(self.seed, dist_info().rank, torch.randint(2**62, ()).item())
+            )
+            input_ids, labels = self.mask(ids, attn, g)
+        else:  # each block always gets the same masks
+            rows = []
+            for i in range(len(ids)):
+                key = ids[i].cpu().numpy().astype(np.int64).tobytes()
+                a = None if attn is None else attn[i : i + 1]
+                rows.append(
+                    self.mask(ids[i : i + 1], a, g.manual_seed(_seed(self.seed, key)))
+                )
+            input_ids = torch.cat([r[0] for r in rows])
+            labels = torch.cat([r[1] for r in rows])
+        return {**batch, "input_ids": input_ids, "labels": labels}
 
 # %% ../chapters/06_pretraining.ipynb #06pret-025
 def _seed(*parts) -> int:
     "A 64-bit seed mixed from integers and/or bytes."
     h = hashlib.blake2b(digest_size=8)
-    for p in parts: h.update(p if isinstance(p, bytes) else int(p).to_bytes(16, "little", signed=True))
+    for p in parts:
+        h.update(
+            p if isinstance(p, bytes) else int(p).to_bytes(16, "little", signed=True)
+        )
     return int.from_bytes(h.digest(), "little")
-
-@patch_to(MLMMasker)
-def __call__(self, batch: dict) -> dict:
-    "`fit`'s transform: new masks for every training batch; fixed masks (a function of the tokens) for evaluation."
-    ids, attn = batch["input_ids"], batch.get("attention_mask")
-    g = torch.Generator()
-    if torch.is_grad_enabled():          # training: one number from torch's generator, which fit checkpoints
-        g.manual_seed(_seed(self.seed, dist_info().rank, torch.randint(2**62, ()).item()))
-        input_ids, labels = self.mask(ids, attn, g)
-    else:                                # evaluation (under no_grad): each block always gets the same masks
-        rows = [self.mask(ids[i:i + 1], None if attn is None else attn[i:i + 1],
-                          g.manual_seed(_seed(self.seed, ids[i].cpu().numpy().astype(np.int64).tobytes())))
-                for i in range(len(ids))]
-        input_ids, labels = torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
-    return {**batch, "input_ids": input_ids, "labels": labels}
 
 # %% ../chapters/06_pretraining.ipynb #06pret-028
 class SparseBertForMaskedLM(BertForMaskedLM):
-    "BertForMaskedLM that, when training, scores only the masked positions: the same weights, loss and gradients."
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-                labels: Tensor | None = None, **kwargs) -> MaskedLMOutput:
+    "BertForMaskedLM that scores only the masked positions when training."
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
         if labels is None or not self.training or kwargs:
-            return super().forward(input_ids, attention_mask, token_type_ids, labels, **kwargs)
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state   # (batch, seq, hidden)
-        keep = labels != -100                                                             # (batch, seq)
-        logits = self.cls(hidden[keep], self.bert.embeddings.word_embeddings.weight)      # (masked, vocab)
+            return super().forward(
+                input_ids, attention_mask, token_type_ids, labels, **kwargs
+            )
+        hidden = self.bert(
+            input_ids, attention_mask, token_type_ids
+        ).last_hidden_state  # (batch, seq, hidden)
+        keep = labels != -100  # (batch, seq)
+        logits = self.cls(
+            hidden[keep], self.bert.embeddings.word_embeddings.weight
+        )  # (masked, vocab)
         return MaskedLMOutput(logits, F.cross_entropy(logits.float(), labels[keep]))
 
 # %% ../chapters/06_pretraining.ipynb #06pret-029
 def small_config(vocab_size: int, **overrides) -> BertConfig:
-    "The small BERT this chapter pretrains on a CPU: 4 layers, hidden 256, 4 heads, feed-forward 1024, rotary positions."
-    return BertConfig(**{"vocab_size": vocab_size, "hidden_size": 256, "num_hidden_layers": 4,
-                         "num_attention_heads": 4, "intermediate_size": 1024, "position_embedding_type": "rotary",
-                         **overrides})
+    "Small BERT: 4 layers, hidden 256, 4 heads, learned absolute positions."
+    return BertConfig(
+        **{
+            "vocab_size": vocab_size,
+            "hidden_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 1024,
+            "position_embedding_type": "absolute",
+            **overrides,
+        }
+    )
+
+
+def sinusoidal_init(model: torch.nn.Module, scale: float | None = None) -> None:
+    "Start each learned position table as a sinusoid of rms `scale` (default 0.02)."
+    for module in model.modules():
+        table = getattr(module, "position_embeddings", None)
+        if isinstance(table, torch.nn.Embedding):
+            n, dim = table.weight.shape
+            rms = scale if scale is not None else 0.02
+            # (positions, hidden): sin/cos rows have rms 1/sqrt(2)
+            pe = sinusoidal_table(n, dim) * (rms * math.sqrt(2))
+            with torch.no_grad():
+                table.weight.copy_(pe)
 
 # %% ../chapters/06_pretraining.ipynb #06pret-034
 def mlm_accuracy(logits: Tensor, labels: Tensor) -> float:
-    "The fraction of predicted positions (labels != -100) whose top-scoring token is the label."
+    "The fraction of predicted positions (labels != -100) whose top token is the label."
     keep = labels != -100
-    if logits.dim() == labels.dim() + 1:       # (batch, seq, vocab): pick the predicted positions
+    if logits.dim() == labels.dim() + 1:  # (batch, seq, vocab): the predicted positions
         logits = logits[keep]
     n = int(keep.sum())
     return float((logits.argmax(-1) == labels[keep]).sum()) / n if n else float("nan")
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32": return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+KINDS = ("mask", "random", "kept")  # what the model saw at a target position
+
 
 @torch.no_grad()
-def evaluate_mlm(model: BertForMaskedLM, data: TokenizedData, masker: MLMMasker, batch_size: int = 128,
-                 precision: str = "fp32") -> dict[str, float]:
-    "MLM loss per masked token, its perplexity, and masked-token accuracy on `data` (fixed masks; shared under DDP)."
+def evaluate_mlm(
+    model: BertForMaskedLM,
+    data: TokenizedData,
+    masker: MLMMasker,
+    batch_size: int = 128,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    "MLM loss, perplexity and accuracy on `data` (fixed masks), also per 80/10/10 kind."
     info, device = dist_info(), next(model.parameters()).device
     was_training = model.training
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)          # summed loss, correct, masked tokens
-    for k, idx in enumerate(make_batches(data.lengths, batch_size, shuffle=False, bucket=True)):
-        if k % info.world_size != info.rank: continue
-        batch = {key: v.to(device) for key, v in masker(data.collate(idx)).items()}
+    # summed loss, correct, targets; then correct and targets per kind
+    sums = torch.zeros(3 + 2 * len(KINDS), dtype=torch.float64, device=device)
+    batches = make_batches(data.lengths, batch_size, shuffle=False, bucket=True)
+    for k, idx in enumerate(batches):
+        if k % info.world_size != info.rank:
+            continue
+        batch = masker(data.collate(idx), training=False)
+        batch = {key: v.to(device) for key, v in batch.items()}
         labels = batch.pop("labels")
-        keep = labels != -100                                           # (batch, seq)
+        keep = labels != -100  # (batch, seq)
         with _autocast(device, precision):
-            if isinstance(model, BertForMaskedLM):                      # score only the masked positions
-                hidden = model.bert(batch["input_ids"], batch.get("attention_mask"),
-                                    batch.get("token_type_ids")).last_hidden_state          # (batch, seq, hidden)
-                logits = model.cls(hidden[keep], model.bert.embeddings.word_embeddings.weight)
+            if isinstance(model, BertForMaskedLM):  # score only the masked positions
+                hidden = model.bert(
+                    batch["input_ids"],
+                    batch.get("attention_mask"),
+                    batch.get("token_type_ids"),
+                ).last_hidden_state
+                weight = model.bert.embeddings.word_embeddings.weight
+                logits = model.cls(hidden[keep], weight)  # (masked, vocab)
             else:
                 logits = model(**batch).logits[keep]
-        logits = logits.float()                                         # (masked, vocab)
-        sums[0] += F.cross_entropy(logits, labels[keep], reduction="sum")
-        sums[1] += (logits.argmax(-1) == labels[keep]).sum()
+        logits, target = logits.float(), labels[keep]  # (masked, vocab)
+        seen = batch["input_ids"][keep]  # (masked,)
+        right = logits.argmax(-1) == target
+        sums[0] += F.cross_entropy(logits, target, reduction="sum")
+        sums[1] += right.sum()
         sums[2] += keep.sum()
-    if info.world_size > 1: dist.all_reduce(sums)
+        is_mask = seen == masker.mask_token_id
+        kinds = (is_mask, ~is_mask & (seen != target), seen == target)
+        for j, kind in enumerate(kinds):
+            sums[3 + 2 * j] += (right & kind).sum()
+            sums[4 + 2 * j] += kind.sum()
+    if info.world_size > 1:
+        dist.all_reduce(sums)
     model.train(was_training)
     loss = (sums[0] / sums[2]).item()
-    return {"loss": loss, "perplexity": math.exp(loss), "accuracy": (sums[1] / sums[2]).item(),
-            "masked_tokens": int(sums[2])}
+    out = {
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "accuracy": (sums[1] / sums[2]).item(),
+        "masked_tokens": int(sums[2]),
+    }
+    for j, name in enumerate(KINDS):
+        n = sums[4 + 2 * j].item()
+        out[f"{name}_accuracy"] = sums[3 + 2 * j].item() / n if n else float("nan")
+        out[f"{name}_tokens"] = int(n)
+    return out
 
 # %% ../chapters/06_pretraining.ipynb #06pret-035
 @torch.no_grad()
-def fill_mask(model: BertForMaskedLM, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+def fill_mask(
+    model: BertForMaskedLM, tokenizer, text: str, top_k: int = 5
+) -> list[list[tuple[str, float]]]:
     "The model's top_k tokens and their probabilities for each [MASK] in `text`."
-    ids = torch.tensor([tokenizer.encode(text)])                        # (1, seq)
+    ids = torch.tensor([tokenizer.encode(text)])  # (1, seq)
     where = (ids[0] == tokenizer.mask_token_id).nonzero().squeeze(1)
     if len(where) == 0:
         raise ValueError(f"no [MASK] in {text!r}")
     was_training = model.training
     model.eval()
-    logits = model(ids.to(next(model.parameters()).device)).logits[0, where].float().cpu()   # (masks, vocab)
+    logits = (
+        model(ids.to(next(model.parameters()).device)).logits[0, where].float().cpu()
+    )  # (masks, vocab)
     model.train(was_training)
-    probs, top = logits.softmax(-1).topk(top_k, dim=-1)                 # (masks, top_k)
-    return [[(tokenizer.convert_ids_to_tokens([int(i)])[0], float(p)) for p, i in zip(ps, ix)]
-            for ps, ix in zip(probs, top)]
+    probs, top = logits.softmax(-1).topk(top_k, dim=-1)  # (masks, top_k)
+    return [
+        [
+            (tokenizer.convert_ids_to_tokens([int(i)])[0], float(p))
+            for p, i in zip(ps, ix)
+        ]
+        for ps, ix in zip(probs, top)
+    ]
+
+# %% ../chapters/06_pretraining.ipynb #4d83d4f6
+LABELLED_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
+UNK_MARK = "<unk>"  # how WikiText writes a rare word
+
+
+def load_texts(
+    corpus, split: str = "train", text_column: str | None = None
+) -> list[str]:
+    "Lines of one corpus or several: names, text files, or labelled files' text column."
+    if isinstance(corpus, (list, tuple)):
+        if not corpus:
+            raise DataError("corpus", "an empty list of corpora")
+        return [t for c in corpus for t in load_texts(c, split, text_column)]
+    p = Path(str(corpus))
+    if p.suffix.lower() in LABELLED_SUFFIXES and p.is_file():
+        texts = load_labelled(p, text_column=text_column).texts  # labels are not used
+    else:
+        texts = load_corpus(corpus, split)
+    if not texts:
+        raise DataError(p, "no text (every line is blank)")
+    if any("\x00" in t for t in texts[:1000]):
+        raise DataError(p, "binary data (NUL bytes), not text")
+    return texts
+
+
+def has_valid_split(corpus) -> bool:
+    "Whether `corpus` is a named corpus (it has a validation split), not a file."
+    return (
+        isinstance(corpus, str)
+        and not Path(corpus).exists()
+        and not corpus.lower().endswith(LABELLED_SUFFIXES)
+    )
+
+
+def unk_as_special(texts: Sequence[str], unk_token: str = "[UNK]") -> list[str]:
+    "WikiText's `<unk>` as the tokenizer's one [UNK] token (never a prediction target)."
+    return [t.replace(UNK_MARK, unk_token) for t in texts]
+
+
+def cpu_has_native_bf16() -> bool:
+    "Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read at run time."
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def pretrain_precision(device: str, precision: str = "auto") -> str:
+    "bf16 where the device has it natively (CUDA, CPUs with AVX512-BF16), else fp32."
+    kind = torch.device(device).type
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(
+            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {precision!r}"
+        )
+    if kind == "cpu":
+        if precision == "bf16" and not cpu_has_native_bf16():
+            raise ValueError(
+                "precision='bf16': this CPU has no native bf16 "
+                "(AVX512-BF16/AMX); use 'fp32'"
+            )
+        if precision == "fp16":
+            raise ValueError(
+                "precision='fp16' is for GPUs; on a CPU use 'bf16' or 'fp32'"
+            )
+        if precision == "auto":
+            return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "auto":
+        return TrainConfig(device=device, progress=False).precision
+    return precision
 
 # %% ../chapters/06_pretraining.ipynb #06pret-038
-def _train_config(train_config: TrainConfig | None, total: int, seed: int, progress: bool) -> TrainConfig:
+SCHEDULES = ("linear", "one-cycle")
+OBJECTIVES = ("mlm", "electra")
+
+
+def _train_config(
+    train_config: TrainConfig | None,
+    total: int,
+    seed: int,
+    progress: bool,
+    device: str | None = None,
+) -> TrainConfig:
+    "fit's settings for a pretraining stage of `total` steps."
     if train_config is None:
-        cfg = TrainConfig(lr=1e-3, warmup_ratio=0.06, seed=seed, progress=progress)
-        cfg.eval_every = cfg.save_every = max(1, total // 10)            # ten points on the curves, ten checkpoints
-        cfg.compile = cfg.device.startswith("cuda")                      # the GPU preset: bf16 autocast + compile
+        cfg = TrainConfig(
+            lr=1e-3, warmup_ratio=0.06, seed=seed, progress=progress, device=device
+        )
+        cfg.eval_every = cfg.save_every = max(
+            1, total // 10
+        )  # ten points, ten checkpoints
+        cfg.compile = cfg.device.startswith("cuda")  # the GPU preset: bf16 + compile
     else:
-        cfg = dataclasses.replace(train_config, seed=seed, progress=progress and train_config.progress)
-    cfg.max_steps, cfg.log_every = total, 1           # log every step: metrics hold each step's own loss
+        cfg = dataclasses.replace(
+            train_config, seed=seed, progress=progress and train_config.progress
+        )
+    cfg.max_steps, cfg.log_every = total, 1  # log every step: each step's own loss
     return cfg
 
+
+def _stage_list(corpus, stages, max_steps) -> list[tuple[object, int | None]]:
+    "[(corpus, steps)] from `stages`, or the one stage `corpus` for `max_steps`."
+    if stages is None:
+        return [(corpus, max_steps)]
+    if max_steps is not None:
+        raise ValueError("give max_steps or stages (each with its steps), not both")
+    if isinstance(stages, (str, bytes)) or not len(stages):
+        raise ValueError("stages must be a non-empty list of (corpus, steps)")
+    out = []
+    for s in stages:
+        if not (isinstance(s, (tuple, list)) and len(s) == 2):
+            raise ValueError(f"each stage is (corpus, steps), got {s!r}")
+        c, n = s
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"stage steps must be a positive integer, got {n!r}")
+        out.append((c, n))
+    return out
+
 # %% ../chapters/06_pretraining.ipynb #06pret-039
-def pretrain(corpus="wikitext-2", out_dir="pretrained", tokenizer=None, config: BertConfig | None = None,
-             train_config: TrainConfig | None = None, vocab_size: int = 8000, block_size: int = 128,
-             max_steps: int | None = None, seed: int = 0, resume: bool = False, whole_word_mask: bool = False,
-             progress: bool = True, sparse_prediction: bool = True, eval_blocks: int | None = 128) -> dict:
-    "Pretrain a BERT with masked-LM on `corpus` and save it (with its tokenizer) as an HF-style folder at `out_dir`."
+def pretrain(
+    corpus="wikitext-2",
+    out_dir="pretrained",
+    tokenizer=None,
+    config: BertConfig | None = None,
+    train_config: TrainConfig | None = None,
+    vocab_size: int = 8000,
+    block_size: int = 128,
+    max_steps: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    whole_word_mask: bool = False,
+    progress: bool = True,
+    sparse_prediction: bool = True,
+    eval_blocks: int | None = 128,
+    *,
+    objective: str = "mlm",
+    stages: Sequence[tuple[object, int]] | None = None,
+    short_block_size: int | None = None,
+    short_fraction: float = 0.9,
+    precision: str | None = None,
+    threads: int | str | None = None,
+    dropout: float | None = None,
+    schedule: str = "linear",
+    batch_size: int | None = None,
+    position_init: str | None = "sinusoidal",
+    rtd_weight: float = 50.0,
+    generator_layers: int | None = None,
+    text_column: str | None = None,
+) -> dict:
+    "Pretrain a BERT (MLM or ELECTRA) on one or more corpora; save an HF-style folder."
+    # 0. arguments, all checked before anything is read or written
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
+    if position_init not in (None, "sinusoidal"):
+        raise ValueError(
+            f"position_init must be None or 'sinusoidal', not {position_init!r}"
+        )
+    if short_block_size is not None and not (0 < short_fraction < 1):
+        raise ValueError(f"short_fraction must be in (0, 1), got {short_fraction}")
+    if short_block_size is not None and not 8 <= short_block_size < block_size:
+        raise ValueError(
+            f"short_block_size must be in [8, block_size={block_size}), "
+            f"got {short_block_size}"
+        )
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    plan = _stage_list(corpus, stages, max_steps)
     out = Path(out_dir)
-    device = (train_config.device if train_config is not None else None) or str(TrainConfig(progress=False).device)
+    device = (train_config.device if train_config is not None else None) or str(
+        TrainConfig(progress=False).device
+    )
+    if precision is not None:
+        precision = pretrain_precision(device, precision)
+    elif train_config is None:
+        precision = pretrain_precision(device, "auto")
+    if threads is not None:
+        n = len(os.sched_getaffinity(0)) if threads == "auto" else int(threads)
+        torch.set_num_threads(max(1, n))
     info = init_distributed(torch.device(device).type)
-    # 1. text and tokenizer
-    texts = load_corpus(corpus, "train")
-    named = isinstance(corpus, str) and not Path(corpus).exists()    # a known corpus has a validation split
-    valid = load_corpus(corpus, "valid") if named else None
+    # 1. text (every corpus read and checked first) and tokenizer
+    texts = [load_texts(c, "train", text_column) for c, _ in plan]
+    first = plan[0][0]
+    valid = load_corpus(first, "valid") if has_valid_split(first) else None
     if tokenizer is None and resume and (out / "vocab.txt").exists():
-        tokenizer = out                                              # the run's own tokenizer, as it was saved
+        tokenizer = out  # the run's own tokenizer, as saved
     if tokenizer is None:
         if info.main:
-            WordPieceTokenizer.train(texts, vocab_size=vocab_size, progress=progress).save_pretrained(out)
-        if info.world_size > 1: dist.barrier()
+            words = [t.replace(UNK_MARK, " ") for ts in texts for t in ts]
+            tok = WordPieceTokenizer.train(
+                words, vocab_size=vocab_size, progress=progress
+            )
+            tok.save_pretrained(out)
+        if info.world_size > 1:
+            dist.barrier()
         tokenizer = out
-    saved_here = isinstance(tokenizer, (str, Path)) and Path(tokenizer).resolve() in (out.resolve(),
-                                                                                      (out / "vocab.txt").resolve())
+    saved_here = isinstance(tokenizer, (str, Path)) and Path(tokenizer).resolve() in (
+        out.resolve(),
+        (out / "vocab.txt").resolve(),
+    )
     if isinstance(tokenizer, (str, Path)):
         tokenizer = WordPieceTokenizer.from_pretrained(tokenizer)
     if info.main and not saved_here:
-        tokenizer.save_pretrained(out)                               # the model folder carries its tokenizer
+        tokenizer.save_pretrained(out)  # the folder carries its tokenizer
+    unk = tokenizer.unk_token
+
     # 2. blocks of block_size tokens, [CLS] ... [SEP], with a [SEP] between articles
-    train_data = pack_corpus(tokenizer, mark_documents(texts), block_size)
-    valid_data = pack_corpus(tokenizer, mark_documents(valid), block_size) if valid else None
-    eval_data = valid_data                                           # evaluated during training: a fixed sample
-    if valid_data is not None and eval_blocks is not None and eval_blocks < len(valid_data):
-        eval_data = valid_data.subset(np.unique(np.linspace(0, len(valid_data) - 1, eval_blocks).astype(int)))
+    def blocks(ts: Sequence[str], size: int) -> TokenizedData:
+        return pack_corpus(tokenizer, mark_documents(unk_as_special(ts, unk)), size)
+
+    def sample(data: TokenizedData | None) -> TokenizedData | None:
+        if data is None or eval_blocks is None or eval_blocks >= len(data):
+            return data
+        return data.subset(
+            np.unique(np.linspace(0, len(data) - 1, eval_blocks).astype(int))
+        )
+
     # 3. the model
     config = config or small_config(tokenizer.vocab_size)
-    config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
+    config = dataclasses.replace(
+        config, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id
+    )
     if block_size > config.max_position_embeddings:
-        raise ValueError(f"block_size {block_size} is longer than max_position_embeddings "
-                         f"{config.max_position_embeddings}")
+        raise ValueError(
+            f"block_size {block_size} is longer than "
+            f"max_position_embeddings {config.max_position_embeddings}"
+        )
+    train_model_config = (
+        config
+        if dropout is None
+        else dataclasses.replace(
+            config, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+        )
+    )
     set_seed(seed)
-    model = (SparseBertForMaskedLM if sparse_prediction else BertForMaskedLM)(config)
-    # 4. training
-    batch_size = (train_config.batch_size if train_config is not None else None) or \
-        TrainConfig(device=device, progress=False).batch_size
-    total = max_steps or (train_config.max_steps if train_config is not None else None) or \
-        max(1, math.ceil((train_config.epochs if train_config is not None else 1.0) * (len(train_data) // batch_size)))
-    cfg = _train_config(train_config, total, seed, progress)
+    if objective == "electra":
+        gen = generator_config(train_model_config, generator_layers)
+        model = ElectraPretrainer(
+            train_model_config, gen, rtd_weight, sparse_prediction
+        )
+    else:
+        model = (SparseBertForMaskedLM if sparse_prediction else BertForMaskedLM)(
+            train_model_config
+        )
+    if position_init == "sinusoidal":
+        sinusoidal_init(model)
     masker = MLMMasker(tokenizer, whole_word=whole_word_mask, seed=seed)
-    history = fit(model, train_data, eval_data, cfg, out_dir=out, resume=resume, transform=masker)
-    steps = max([r["step"] for r in history], default=0)
-    metrics = {"corpus": str(corpus), "finished": steps >= total or history.stopped_early, "steps": steps,
-               "final_loss": history.last("loss"), "train_seconds": history.train_seconds,
-               "params": sum(p.numel() for p in model.parameters()), "train_blocks": len(train_data),
-               "block_size": block_size, "batch_size": cfg.batch_size, "vocab_size": tokenizer.vocab_size,
-               "whole_word_mask": whole_word_mask, "world_size": info.world_size, "device": cfg.device}
-    metrics["tokens_per_second"] = steps * cfg.batch_size * block_size / max(history.train_seconds, 1e-9)
-    if not metrics["finished"]:              # stopped on purpose (stop_after): resume=True goes on from here
+    # 4. the stages: [(data, steps, block size)], short blocks first if asked
+    bs = (
+        batch_size
+        or (train_config.batch_size if train_config is not None else None)
+        or TrainConfig(device=device, progress=False).batch_size
+    )
+    runs = []
+    for (c, steps), ts in zip(plan, texts):
+        data = blocks(ts, block_size)
+        if steps is None:
+            epochs = train_config.epochs if train_config is not None else 1.0
+            steps = (
+                train_config.max_steps if train_config is not None else None
+            ) or max(1, math.ceil(epochs * (len(data) // bs)))
+        if short_block_size is not None and not runs and steps >= 2:
+            short = max(1, min(steps - 1, round(short_fraction * steps)))
+            runs.append((c, blocks(ts, short_block_size), short, short_block_size))
+            steps -= short
+        runs.append((c, data, steps, block_size))
+    total = sum(r[2] for r in runs)
+    # one MLM stage trains in out_dir itself; more stages (or ELECTRA) under training/
+    single = len(runs) == 1 and objective == "mlm"
+    done, seconds, tokens, history, cfg = 0, 0.0, 0, None, None
+    stop_after = train_config.stop_after if train_config is not None else None
+    for i, (c, data, steps, size) in enumerate(runs):
+        where = out if single else out / "training" / f"stage-{i + 1}"
+        finished_file = where / "stage.json"
+        cfg = _train_config(train_config, steps, seed, progress, device)
+        cfg.batch_size = bs
+        if precision is not None:
+            cfg.precision = precision
+        if schedule == "one-cycle":  # Cramming: up for half the steps, then down
+            cfg.warmup_ratio, cfg.warmup_steps = 0.5, None
+        if train_config is None:
+            cfg.eval_every = cfg.save_every = max(1, steps // 10)
+        if stop_after is not None:  # a step of the whole run, not of the stage
+            if stop_after <= done:
+                break
+            cfg.stop_after = stop_after - done if stop_after - done < steps else None
+        weights = where / "stage.safetensors"  # the whole model, our names
+        if resume and finished_file.is_file() and weights.is_file():
+            load_model(model, str(weights))
+            record = json.loads(finished_file.read_text())
+            seconds, tokens = seconds + record["seconds"], tokens + record["tokens"]
+            done += steps
+            continue
+        valid_data = sample(blocks(valid, size)) if valid else None
+        history = fit(
+            model, data, valid_data, cfg, out_dir=where, resume=resume, transform=masker
+        )
+        stage_steps = max([r["step"] for r in history], default=0)
+        seconds += history.train_seconds
+        tokens += stage_steps * cfg.batch_size * size
+        if stage_steps < steps and not history.stopped_early:
+            done += stage_steps
+            break  # stopped on purpose: resume goes on
+        done += steps
+        if not single and info.main:
+            save_model(model, str(where / ".stage.safetensors.part"))
+            os.replace(where / ".stage.safetensors.part", weights)
+            atomic_write(
+                finished_file,
+                json.dumps(
+                    {
+                        "corpus": str(c),
+                        "steps": steps,
+                        "block_size": size,
+                        "seconds": history.train_seconds,
+                        "tokens": stage_steps * cfg.batch_size * size,
+                    }
+                )
+                + "\n",
+            )
+    last = history.last("loss") if history is not None else None
+    metrics = {
+        "corpus": str(first) if stages is None else [str(c) for c, _ in plan],
+        "objective": objective,
+        "finished": done >= total,
+        "steps": done,
+        "stages": [
+            {"corpus": str(c), "steps": n, "block_size": s} for c, _, n, s in runs
+        ],
+        "final_loss": last,
+        "train_seconds": seconds,
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_blocks": len(runs[-1][1]),
+        "block_size": block_size,
+        "batch_size": bs,
+        "vocab_size": tokenizer.vocab_size,
+        "whole_word_mask": whole_word_mask,
+        "world_size": info.world_size,
+        "device": device,
+        "precision": cfg.precision if cfg else precision,
+        "threads": torch.get_num_threads(),
+        "schedule": schedule,
+        "dropout": train_model_config.hidden_dropout_prob,
+    }
+    metrics["tokens_per_second"] = tokens / max(seconds, 1e-9)
+    if not metrics["finished"]:
         return metrics
-    # 5. final evaluation on the whole validation split, and the files
-    if valid_data is not None:
-        result = evaluate_mlm(model, valid_data, masker, cfg.eval_batch_size, cfg.precision)
-        metrics.update(eval_loss=result["loss"], eval_perplexity=result["perplexity"],
-                       eval_masked_accuracy=result["accuracy"], eval_masked_tokens=result["masked_tokens"])
+    # 5. the files: the encoder HF loads (dropout as configured for fine-tuning)
+    if info.main:
+        if objective == "electra":
+            model.save_discriminator(out, config)
+            metrics["discriminator_params"] = sum(
+                p.numel() for p in model.discriminator.parameters()
+            )
+        else:
+            model.config = config
+            model.save_pretrained(out)
+    # 6. final evaluation on the whole validation split
+    if valid:
+        valid_data = blocks(valid, block_size)
+        mlm = model.generator if objective == "electra" else model
+        result = evaluate_mlm(
+            mlm, valid_data, masker, cfg.eval_batch_size, cfg.precision
+        )
+        prefix = "eval_generator_" if objective == "electra" else "eval_"
+        metrics.update(
+            {
+                f"{prefix}loss": result["loss"],
+                f"{prefix}perplexity": result["perplexity"],
+                f"{prefix}masked_accuracy": result["accuracy"],
+                f"{prefix}masked_tokens": result["masked_tokens"],
+            }
+        )
+        for kind in KINDS:
+            metrics[f"{prefix}{kind}_accuracy"] = result[f"{kind}_accuracy"]
+            metrics[f"{prefix}{kind}_tokens"] = result[f"{kind}_tokens"]
+        if objective == "electra":
+            some = sample(valid_data)
+            idx = np.arange(min(len(some), cfg.eval_batch_size))
+            batch = masker(some.collate(idx), training=False)
+            metrics.update(model.rtd_accuracy(batch))
     if info.main:
         atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+# %% ../chapters/06_pretraining.ipynb #a38e0028
+def generator_config(config: BertConfig, layers: int | None = None) -> BertConfig:
+    "ELECTRA's small generator: the discriminator's width, a quarter of its layers."
+    n = layers if layers is not None else max(1, config.num_hidden_layers // 4)
+    return dataclasses.replace(config, num_hidden_layers=n)
+
+
+class ElectraPretrainer(nn.Module):
+    "ELECTRA (Clark et al. 2020): an MLM generator and a replaced-token discriminator."
+
+    def __init__(
+        self,
+        config: BertConfig,
+        generator: BertConfig | None = None,
+        rtd_weight: float = 50.0,
+        sparse_prediction: bool = True,
+    ):
+        super().__init__()
+        gen_config = generator or generator_config(config)
+        if gen_config.hidden_size != config.hidden_size:
+            raise ValueError(
+                "the generator shares the embeddings: its hidden_size must "
+                f"be {config.hidden_size}, not {gen_config.hidden_size}"
+            )
+        self.config, self.rtd_weight = config, rtd_weight
+        self.discriminator = BertModel(config, add_pooling_layer=False)
+        self.generator = (
+            SparseBertForMaskedLM if sparse_prediction else BertForMaskedLM
+        )(gen_config)
+        self.generator.bert.embeddings = self.discriminator.embeddings  # shared
+        h = config.hidden_size
+        self.rtd_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> MaskedLMOutput:
+        "Generator's MLM loss + rtd_weight x the discriminator's replaced-token loss."
+        if labels is None:
+            raise ValueError("ElectraPretrainer needs labels (from MLMMasker)")
+        keep = labels != -100  # (batch, seq)
+        gen = self.generator(input_ids, attention_mask, token_type_ids, labels=labels)
+        logits = gen.logits if gen.logits.dim() == 2 else gen.logits[keep]
+        with torch.no_grad():  # (masked, vocab) -> (masked,)
+            logits = logits.float()
+            if self.training:  # a sample, as in ELECTRA
+                u = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
+                sampled = (logits - torch.log(-torch.log(u))).argmax(-1)
+            else:  # evaluation: repeatable
+                sampled = logits.argmax(-1)
+        original = torch.where(keep, labels, input_ids)  # (batch, seq)
+        fake = original.clone()
+        fake[keep] = sampled
+        replaced = (fake != original).float()  # (batch, seq)
+        hidden = self.discriminator(
+            fake, attention_mask, token_type_ids
+        ).last_hidden_state
+        rtd_logits = self.rtd_head(hidden).squeeze(-1).float()  # (batch, seq)
+        real = (
+            attention_mask.bool()
+            if attention_mask is not None
+            else torch.ones_like(keep)
+        )
+        rtd_loss = F.binary_cross_entropy_with_logits(rtd_logits[real], replaced[real])
+        loss = gen.loss + self.rtd_weight * rtd_loss
+        return MaskedLMOutput(rtd_logits, loss)
+
+    @torch.no_grad()
+    def rtd_accuracy(self, batch: dict) -> dict[str, float]:
+        "Discriminator accuracy on a masked batch: all real tokens, replaced ones."
+        was = self.training
+        self.eval()
+        labels, attn = batch["labels"], batch.get("attention_mask")
+        keep = labels != -100
+        gen = self.generator(batch["input_ids"], attn, batch.get("token_type_ids"))
+        original = torch.where(keep, labels, batch["input_ids"])
+        fake = torch.where(keep, gen.logits.argmax(-1), original)
+        hidden = self.discriminator(fake, attn, batch.get("token_type_ids"))
+        guess = self.rtd_head(hidden.last_hidden_state).squeeze(-1) > 0  # (batch, seq)
+        truth = fake != original
+        real = attn.bool() if attn is not None else torch.ones_like(keep)
+        self.train(was)
+        right = guess == truth
+        return {
+            "rtd_accuracy": right[real].float().mean().item(),
+            "rtd_replaced_recall": right[truth & real].float().mean().item()
+            if (truth & real).any()
+            else float("nan"),
+        }
+
+    def save_discriminator(self, directory, config: BertConfig | None = None) -> Path:
+        "The discriminator as a BertModel folder; HF ElectraForPreTraining in electra/."
+        d = Path(directory)
+        disc = BertModel(config or self.config, add_pooling_layer=False)
+        disc.load_state_dict(self.discriminator.state_dict())
+        disc.save_pretrained(d)
+        self.save_hf_electra(d / "electra", config, d)
+        return d
+
+    def save_hf_electra(
+        self, directory, config: BertConfig | None = None, bert_dir=None
+    ) -> Path:
+        "The discriminator and its head as transformers' ElectraForPreTraining files."
+        from safetensors.torch import load_file, save_file
+
+        c = config or self.config
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        if bert_dir is None:  # HF's names come from BertModel's files
+            bert_dir = d / "bert"
+            disc = BertModel(c, add_pooling_layer=False)
+            disc.load_state_dict(self.discriminator.state_dict())
+            disc.save_pretrained(bert_dir)
+        bert = load_file(str(Path(bert_dir) / "model.safetensors"))
+        weights = {
+            f"electra.{k}": v for k, v in bert.items() if not k.startswith("pooler.")
+        }
+        head = self.rtd_head
+        weights.update(
+            {
+                "discriminator_predictions.dense.weight": head[0].weight,
+                "discriminator_predictions.dense.bias": head[0].bias,
+                "discriminator_predictions.dense_prediction.weight": head[2].weight,
+                "discriminator_predictions.dense_prediction.bias": head[2].bias,
+            }
+        )
+        weights = {k: v.detach().clone().contiguous() for k, v in weights.items()}
+        save_file(weights, str(d / "model.safetensors"), metadata={"format": "pt"})
+        hf = {
+            "architectures": ["ElectraForPreTraining"],
+            "model_type": "electra",
+            "vocab_size": c.vocab_size,
+            "embedding_size": c.hidden_size,
+            "hidden_size": c.hidden_size,
+            "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "intermediate_size": c.intermediate_size,
+            "hidden_act": c.hidden_act,
+            "hidden_dropout_prob": c.hidden_dropout_prob,
+            "attention_probs_dropout_prob": c.attention_probs_dropout_prob,
+            "max_position_embeddings": c.max_position_embeddings,
+            "type_vocab_size": c.type_vocab_size,
+            "layer_norm_eps": c.layer_norm_eps,
+            "pad_token_id": c.pad_token_id,
+            "position_embedding_type": "absolute",
+        }
+        atomic_write(d / "config.json", json.dumps(hf, indent=2) + "\n")
+        return d
