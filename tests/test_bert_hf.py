@@ -117,6 +117,10 @@ def test_from_hf_and_to_hf_equal_hf_tuple_for_tuple(cls):
     assert max_diff(got, want) < 1e-5
     assert max_diff(back, hf(**x, return_dict=False)) < 1e-5
     assert type(back_model) is type(hf)
+    assert ours.num_parameters() == hf.num_parameters()
+    assert ours.num_parameters(exclude_embeddings=True) == hf.num_parameters(
+        exclude_embeddings=True
+    )
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
