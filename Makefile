@@ -9,7 +9,7 @@ JOBS ?= 2
 DATA ?= $(wildcard ../shared/data)
 
 .PHONY: setup export sync-check test test-lib test-fast test-nbs book clean test-site test-browser test-colab \
-	lint page-check diagrams
+	lint page-check diagrams test-interop
 .DEFAULT_GOAL := test
 
 $(BIN)/python:
@@ -55,6 +55,24 @@ page-check:
 diagrams:
 	$(BIN)/python tools/diagrams.py
 
+# The interop tests (tokenizer and BERT against HF) once more, on the other transformers major: the main venv has
+# the newest 5.x (the dev extra), this one the newest 4.x. Same torch wheel; the package itself without its deps.
+TF_OTHER ?= transformers>=4.40,<5
+VENV_TF ?= .venv-tf4
+INTEROP_TESTS ?= tests/test_tokenizer.py tests/test_tokenizer_hf.py tests/test_bert.py tests/test_bert_hf.py
+
+$(VENV_TF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/python -m pip install -q --upgrade pip
+	$(VENV_TF)/bin/python -m pip install -q "$(TORCH)"
+	$(VENV_TF)/bin/python -m pip install -q "$(TF_OTHER)" numpy tqdm matplotlib safetensors pytest
+	$(VENV_TF)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-interop: $(VENV_TF)/.installed
+	$(VENV_TF)/bin/python -c "import transformers; print('interop on transformers', transformers.__version__)"
+	ENCODER_BOOK_QUICK=1 $(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider $(wildcard $(INTEROP_TESTS))
+
 test-nbs: setup
 	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
 
@@ -75,7 +93,7 @@ test-browser: book
 test-colab: setup
 	ENCODER_BOOK_COLAB_TEST=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests/test_colab.py -q
 
-test: sync-check test-lib test-nbs book test-site test-browser test-colab page-check
+test: sync-check test-lib test-interop test-nbs book test-site test-browser test-colab page-check
 	@echo "make test: all checks passed"
 
 clean:
