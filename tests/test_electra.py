@@ -388,3 +388,36 @@ def test_rotary_is_refused_by_transformers(tmp_path, tok):
     model.save_pretrained(tmp_path / "r")
     with pytest.raises(Exception):
         transformers.BertForMaskedLM.from_pretrained(tmp_path / "r")
+
+
+def test_throughput_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "throughput.py"
+    args = [
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--block",
+        "16",
+        "--hidden",
+        "64",
+        "--layers",
+        "1",
+        "--vocab",
+        "100",
+    ]
+    r = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    got = {(row["objective"], row["precision"]) for row in result["rows"]}
+    assert got == {(o, p) for o in ("mlm", "electra") for p in ("fp32", "bf16")}
+    assert all(row["tokens_per_second"] > 0 for row in result["rows"])

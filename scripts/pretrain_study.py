@@ -1,0 +1,233 @@
+"""Issue 19's experiment: pretrain with the chosen recipe in a wall-clock budget, then
+fine-tune on SST-2 with --init (and from scratch) for several seeds; logs and a results
+JSON under chapters/runs/ (git-ignored).
+
+Run it in the background on an otherwise idle 2-core machine, e.g.
+    nohup .venv/bin/python scripts/pretrain_study.py > chapters/runs/study.log 2>&1 &
+and `--tiny` proves the plumbing end to end in a minute (tiny corpus, tiny model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "chapters" / "runs" / "pretrain_study"))
+    p.add_argument(
+        "--data",
+        default=os.environ.get(
+            "ENCODER_BOOK_DATA", str(ROOT.parent / "shared" / "data")
+        ),
+    )
+    p.add_argument("--objective", default="electra", choices=["mlm", "electra"])
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=55.0,
+        help="pretraining budget (wall clock, calibrated): default 55",
+    )
+    p.add_argument(
+        "--task-fraction",
+        type=float,
+        default=0.2,
+        help="share of the steps on SST-2's training sentences (0: none)",
+    )
+    p.add_argument("--short-block-size", type=int, default=64)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--threads", default="auto")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--schedule", default="linear", choices=["linear", "one-cycle"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--no-scratch", action="store_true", help="skip the from-scratch runs"
+    )
+    p.add_argument("--steps", type=int, help="pretraining steps (skips calibration)")
+    p.add_argument("--tiny", action="store_true", help="seconds-long plumbing check")
+    return p.parse_args()
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def main() -> int:
+    a = parse()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.tiny:
+        os.environ["ENCODER_BOOK_QUICK"] = "1"
+    import torch
+
+    from encoder_book.bert import BertConfig
+    from encoder_book.data import load_labelled
+    from encoder_book.pretraining import pretrain
+    from encoder_book.train import TrainConfig
+
+    if a.tiny:
+        train_tsv, dev_tsv = out / "train.tsv", out / "dev.tsv"
+        for split, path in (("train", train_tsv), ("dev", dev_tsv)):
+            d = load_labelled("tiny", split)
+            rows = "".join(f"{t}\t{y}\n" for t, y in zip(d.texts, d.labels))
+            path.write_text("sentence\tlabel\n" + rows)
+        corpus, vocab = "tiny", 300
+        config = BertConfig(
+            vocab_size=1,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    else:
+        os.environ.setdefault("ENCODER_BOOK_DATA", a.data)
+        train_tsv = Path(a.data) / "sst2" / "train.tsv"
+        dev_tsv = Path(a.data) / "sst2" / "dev.tsv"
+        corpus, vocab, config = "wikitext-2", 8000, None
+    for f in (train_tsv, dev_tsv):
+        if not f.is_file():
+            sys.exit(f"pretrain_study: {f}: no such file (see --data)")
+    common = dict(
+        config=config,
+        vocab_size=vocab,
+        block_size=a.block_size,
+        objective=a.objective,
+        precision=a.precision,
+        threads=a.threads,
+        dropout=a.dropout,
+        schedule=a.schedule,
+        batch_size=a.batch_size,
+        short_block_size=a.short_block_size or None,
+        progress=False,
+    )
+    train_config = TrainConfig(
+        lr=a.lr,
+        warmup_ratio=0.06,
+        batch_size=a.batch_size,
+        device="cpu",
+        progress=False,
+    )
+
+    def stages(n: int) -> list:
+        task = round(a.task_fraction * n)
+        s = [(corpus, n - task)]
+        return s + [(str(train_tsv), task)] if task else s
+
+    # 1. calibration: seconds per step of this recipe on this machine
+    steps = a.steps or (6 if a.tiny else None)
+    if steps is None:
+        cal = out / "calibration"
+        shutil.rmtree(cal, ignore_errors=True)
+        n = 30
+        t0 = time.perf_counter()
+        m = pretrain(
+            corpus,
+            cal,
+            stages=[(corpus, n)],
+            train_config=train_config,
+            **{**common, "short_block_size": None},
+        )
+        per_step = m["train_seconds"] / n
+        overhead = time.perf_counter() - t0 - m["train_seconds"]  # tokenizer, packing
+        budget = a.minutes * 60 - 2 * overhead
+        steps = max(10, int(0.95 * budget / per_step))
+        log(
+            f"calibration: {per_step:.2f} s/step at {a.block_size} tokens, "
+            f"{overhead:.0f} s set-up: {steps} steps in {a.minutes} min"
+        )
+        (out / "calibration.json").write_text(
+            json.dumps({**m, "per_step": per_step, "overhead": overhead})
+        )
+    # 2. pretraining
+    pre = out / "pretrained"
+    t0 = time.perf_counter()
+    metrics = pretrain(
+        corpus,
+        pre,
+        stages=stages(steps),
+        train_config=train_config,
+        resume=(pre / "vocab.txt").exists(),
+        **common,
+    )
+    wall = time.perf_counter() - t0
+    log(
+        f"pretrained: {steps} steps in {wall / 60:.1f} min wall; "
+        + json.dumps(
+            {k: v for k, v in metrics.items() if "accuracy" in k or "loss" in k}
+        )
+    )
+    # 3. fine-tuning, pretrained and from scratch, several seeds
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    results = {
+        "args": vars(a),
+        "pretrain": metrics,
+        "pretrain_wall_seconds": wall,
+        "runs": {},
+    }
+    kinds = [("pretrained", ["--init", str(pre)])]
+    if not a.no_scratch:
+        kinds.append(("scratch", []))
+    for name, extra in kinds:
+        accs = []
+        for seed in a.seeds:
+            d = out / f"finetune-{name}-seed{seed}"
+            cmd = [
+                sys.executable,
+                "-m",
+                "encoder_book.cli",
+                "finetune",
+                "--train",
+                str(train_tsv),
+                "--dev",
+                str(dev_tsv),
+                "--model",
+                "transformer",
+                "--out",
+                str(d),
+                "--seed",
+                str(seed),
+                "--overwrite",
+                *extra,
+            ]
+            with open(out / f"finetune-{name}-seed{seed}.log", "w") as f:
+                r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            if r.returncode:
+                log(f"{name} seed {seed}: failed (exit {r.returncode}), see its log")
+                continue
+            m = json.loads((d / "metrics.json").read_text())
+            accs.append(m["dev_accuracy"])
+            log(f"{name} seed {seed}: dev accuracy {m['dev_accuracy']:.4f}")
+        results["runs"][name] = {
+            "dev_accuracy": accs,
+            "mean": statistics.mean(accs) if accs else None,
+            "std": statistics.stdev(accs) if len(accs) > 1 else None,
+        }
+    if (
+        "scratch" in results["runs"]
+        and results["runs"]["scratch"]["mean"] is not None
+        and results["runs"]["pretrained"]["mean"] is not None
+    ):
+        results["pretrained_minus_scratch"] = (
+            results["runs"]["pretrained"]["mean"] - results["runs"]["scratch"]["mean"]
+        )
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    log(f"results: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
