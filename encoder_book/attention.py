@@ -53,44 +53,66 @@ def _check_mask(mask: Tensor, shape: torch.Size) -> None:
 
 # %% ../chapters/03_attention.ipynb #03atte-024
 def _eager() -> bool:
-    "False while torch.compile or torch.export traces: checks that read values run only eagerly."
+    "False while torch.compile or torch.export trace: value checks run only eagerly."
     return not _is_compiling()
 
-_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
+_is_compiling = (
+    getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+)
+
 
 def padding_mask_to_sdpa(attention_mask: Tensor) -> Tensor:
-    "HF padding mask (batch, k_len), 1 = token, 0 = padding -> bool (batch, 1, 1, k_len)."
+    "HF padding mask (batch, k_len), 1 = token, 0 = pad -> bool (batch, 1, 1, k_len)."
     if attention_mask.dim() != 2:
-        raise ValueError(f"a padding mask has shape (batch, k_len), got "
-                         f"{tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"a padding mask has shape (batch, k_len), got "
+            f"{tuple(attention_mask.shape)}"
+        )
     if attention_mask.dtype != torch.bool:
         # reading the values waits for the device: checked in eager mode only
         if _eager() and not ((attention_mask == 0) | (attention_mask == 1)).all():
-            raise ValueError("a (batch, k_len) attention_mask holds 1 for real tokens and 0 "
-                             "for padding; for an additive float mask use shape "
-                             "(batch, 1, 1, k_len)")
+            raise ValueError(
+                "a (batch, k_len) attention_mask holds 1 for real tokens and 0 "
+                "for padding; for an additive float mask use shape "
+                "(batch, 1, 1, k_len)"
+            )
         attention_mask = attention_mask != 0
-    return attention_mask[:, None, None, :]                      # True = attend
+    return attention_mask[:, None, None, :]  # True = attend
 
-def prepare_attention_mask(attention_mask: Tensor | None, batch: int, heads: int,
-                           q_len: int, k_len: int,
-                           dtype: torch.dtype = torch.float32) -> Tensor | None:
-    "Any accepted attention_mask -> an SDPA mask: bool (True = attend) or float in `dtype`."
+
+def prepare_attention_mask(
+    attention_mask: Tensor | None,
+    batch: int,
+    heads: int,
+    q_len: int,
+    k_len: int,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor | None:
+    "Any accepted attention_mask -> SDPA mask: bool (True = attend) or float (dtype)."
     if attention_mask is None:
         return None
     if attention_mask.dim() == 2:
         if tuple(attention_mask.shape) != (batch, k_len):
             raise ValueError(
                 f"a 2-d attention_mask is a padding mask of shape (batch, k_len) = "
-                f"{(batch, k_len)}, got {tuple(attention_mask.shape)}; pass other masks "
-                f"as 4-d (batch, heads, q, k)")
+                f"{(batch, k_len)}, got {tuple(attention_mask.shape)}; pass other "
+                f"masks "
+                f"as 4-d (batch, heads, q, k)"
+            )
         return padding_mask_to_sdpa(attention_mask)
     if attention_mask.dim() not in (3, 4):
-        raise ValueError(f"attention_mask must be (batch, k_len) or broadcastable to (batch, "
-                         f"heads, q_len, k_len), got {tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"attention_mask must be (batch, k_len) or broadcastable to (batch, "
+            f"heads, q_len, k_len), got {tuple(attention_mask.shape)}"
+        )
     if _eager():
         _check_mask(attention_mask, torch.Size((batch, heads, q_len, k_len)))
-    return attention_mask if attention_mask.dtype == torch.bool else attention_mask.to(dtype)
+    return (
+        attention_mask
+        if attention_mask.dtype == torch.bool
+        else attention_mask.to(dtype)
+    )
 
 # %% ../chapters/03_attention.ipynb #03atte-027
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -105,15 +127,25 @@ def merge_heads(x: Tensor) -> Tensor:
 
 # %% ../chapters/03_attention.ipynb #03atte-030
 class MultiHeadAttention(nn.Module):
-    "Multi-head attention with HF-style names; fused SDPA by default, explicit weights when asked."
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0,
-                 bias: bool = True, rotary: nn.Module | None = None,
-                 kdim: int | None = None, vdim: int | None = None):
+    "Multi-head attention, HF-style names; fused SDPA, or explicit weights if asked."
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary: nn.Module | None = None,
+        kdim: int | None = None,
+        vdim: int | None = None,
+    ):
         super().__init__()
         if hidden_size % num_heads:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads "
-                             f"({num_heads})")
-        kdim, vdim = kdim or hidden_size, vdim or hidden_size         # nn's defaults
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_heads "
+                f"({num_heads})"
+            )
+        kdim, vdim = kdim or hidden_size, vdim or hidden_size  # nn's defaults
         if kdim < 0 or vdim < 0:
             raise ValueError(f"kdim and vdim must be positive, got {kdim} and {vdim}")
         self.hidden_size, self.num_heads = hidden_size, num_heads
@@ -124,18 +156,28 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(vdim, hidden_size, bias=bias)
         self.out_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
 
-    def forward(self, hidden_states: Tensor, key_value_states: Tensor | None = None,
-                attention_mask: Tensor | None = None, need_weights: bool = False,
-                value_states: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        "Attend from hidden_states to key_value_states (default: itself): (output, weights)."
-        if hidden_states.dim() == 2:                     # unbatched (seq, hidden): a batch of one
-            return self._unbatched(hidden_states, key_value_states, attention_mask,
-                                   need_weights, value_states)
+    def forward(
+        self,
+        hidden_states: Tensor,
+        key_value_states: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        need_weights: bool = False,
+        value_states: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        "Attend from hidden_states to key_value_states (default: itself)."
+        if hidden_states.dim() == 2:  # unbatched (seq, hidden): a batch of one
+            return self._unbatched(
+                hidden_states,
+                key_value_states,
+                attention_mask,
+                need_weights,
+                value_states,
+            )
         self._check_input(hidden_states, "hidden_states", "hidden_size")
         batch, q_len, _ = hidden_states.shape
         same_dims = self.kdim == self.vdim == self.hidden_size
         if key_value_states is None and value_states is None and same_dims:
-            q, k, v = self._qkv(hidden_states)           # 3 x (batch, heads, seq, head_dim)
+            q, k, v = self._qkv(hidden_states)  # 3 x (batch, heads, seq, head_dim)
         else:
             keys = hidden_states if key_value_states is None else key_value_states
             values = keys if value_states is None else value_states
@@ -143,36 +185,48 @@ class MultiHeadAttention(nn.Module):
             self._check_input(values, "value_states", "vdim")
             for name, t in (("key_value_states", keys), ("value_states", values)):
                 if t.shape[0] != batch:
-                    raise ValueError(f"{name} has batch size {t.shape[0]}, "
-                                     f"hidden_states {batch}")
+                    raise ValueError(
+                        f"{name} has batch size {t.shape[0]}, hidden_states {batch}"
+                    )
             if keys.shape[1] != values.shape[1]:
-                raise ValueError(f"keys and values must have the same length, got "
-                                 f"{keys.shape[1]} and {values.shape[1]}")
+                raise ValueError(
+                    f"keys and values must have the same length, got "
+                    f"{keys.shape[1]} and {values.shape[1]}"
+                )
             q = split_heads(self.query(hidden_states), self.num_heads)
-            k = split_heads(self.key(keys), self.num_heads)         # (batch, heads, k_len, d)
+            k = split_heads(self.key(keys), self.num_heads)  # (batch, heads, k_len, d)
             v = split_heads(self.value(values), self.num_heads)
         if self.rotary is not None:
             q, k = self.rotary(q, k)
-        mask = prepare_attention_mask(attention_mask, batch, self.num_heads, q_len,
-                                      k.shape[2], q.dtype)
+        mask = prepare_attention_mask(
+            attention_mask, batch, self.num_heads, q_len, k.shape[2], q.dtype
+        )
         p = self.dropout if self.training else 0.0
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask, p, self.training)
         else:
             out, weights = _sdpa(q, k, v, mask, p), None
-        return self.out_proj(merge_heads(out)), weights      # (batch, q_len, hidden)
+        return self.out_proj(merge_heads(out)), weights  # (batch, q_len, hidden)
 
     @classmethod
     def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadAttention:
         "A MultiHeadAttention with the weights of a torch `nn.MultiheadAttention`."
         if mha.bias_k is not None or mha.add_zero_attn:
-            raise ValueError("nn.MultiheadAttention with add_bias_kv=True or "
-                             "add_zero_attn=True has no counterpart here")
-        ours = cls(mha.embed_dim, mha.num_heads, dropout=mha.dropout,
-                   bias=mha.in_proj_bias is not None, kdim=mha.kdim, vdim=mha.vdim)
-        if mha._qkv_same_embed_dim:                      # one packed (3 hidden, hidden) matrix
+            raise ValueError(
+                "nn.MultiheadAttention with add_bias_kv=True or "
+                "add_zero_attn=True has no counterpart here"
+            )
+        ours = cls(
+            mha.embed_dim,
+            mha.num_heads,
+            dropout=mha.dropout,
+            bias=mha.in_proj_bias is not None,
+            kdim=mha.kdim,
+            vdim=mha.vdim,
+        )
+        if mha._qkv_same_embed_dim:  # one packed (3 hidden, hidden) matrix
             weights = mha.in_proj_weight.chunk(3)
-        else:                                            # kdim or vdim differ: three matrices
+        else:  # kdim or vdim differ: three matrices
             weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
         ours = ours.to(device=weights[0].device, dtype=weights[0].dtype)
         with torch.no_grad():
@@ -183,36 +237,79 @@ class MultiHeadAttention(nn.Module):
             ours.out_proj.load_state_dict(mha.out_proj.state_dict())
         return ours.train(mha.training)
 
-    def _unbatched(self, x: Tensor, kv: Tensor | None, mask: Tensor | None,
-                   need_weights: bool, values: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def _unbatched(
+        self,
+        x: Tensor,
+        kv: Tensor | None,
+        mask: Tensor | None,
+        need_weights: bool,
+        values: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
         for name, t in (("key_value_states", kv), ("value_states", values)):
             if t is not None and t.dim() != 2:
-                raise ValueError(f"hidden_states is unbatched (seq, hidden), so {name} must be "
-                                 f"(seq, dim) too, got {tuple(t.shape)}")
-        one = [None if t is None else t[None] for t in (kv, mask, values)]   # batch of one
+                raise ValueError(
+                    f"hidden_states is unbatched (seq, hidden), so {name} must be "
+                    f"(seq, dim) too, got {tuple(t.shape)}"
+                )
+        one = [
+            None if t is None else t[None] for t in (kv, mask, values)
+        ]  # batch of one
         out, weights = self.forward(x[None], one[0], one[1], need_weights, one[2])
-        return out[0], None if weights is None else weights[0]  # (q_len, hidden), (heads, q, k)
+        return out[0], None if weights is None else weights[
+            0
+        ]  # (q_len, hidden), (heads, q, k)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        b = None if self.query.bias is None else torch.cat(
-            [self.query.bias, self.key.bias, self.value.bias])
+        w, b = self._stacked_weights()  # (3 hidden, hidden), (3 hidden,)
         batch, seq, _ = x.shape
         qkv = F.linear(x, w, b).view(batch, seq, 3, self.num_heads, self.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
+    def _stacked_weights(self) -> tuple[Tensor, Tensor | None]:
+        lins = (self.query, self.key, self.value)
+        params = [t for lin in lins for t in (lin.weight, lin.bias) if t is not None]
+
+        def stack() -> tuple[Tensor, Tensor | None]:
+            w = torch.cat([lin.weight for lin in lins])
+            no_bias = self.query.bias is None
+            return w, None if no_bias else torch.cat([lin.bias for lin in lins])
+
+        if torch.is_grad_enabled() or not _eager():
+            return stack()
+        # without gradients, keep the stacked copy until a weight changes (in place: its
+        # version counter moves; replaced: another tensor) instead of copying each call
+        key = [(t.data_ptr(), t._version) for t in params]
+        cache = self.__dict__.get("_stacked")
+        same = cache is not None and all(a is b for a, b in zip(cache[0], params))
+        if not same or cache[1] != key:
+            cache = self.__dict__["_stacked"] = (params, key, stack())
+        return cache[2]
+
     def _check_input(self, x: Tensor, name: str, dim: str) -> None:
         width = getattr(self, dim)
         if x.dim() != 3 or x.shape[-1] != width:
-            raise ValueError(f"{name} must have shape (batch, seq, {dim}={width}) or, "
-                             f"unbatched, (seq, {dim}={width}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} must have shape (batch, seq, {dim}={width}) or, "
+                f"unbatched, (seq, {dim}={width}), got {tuple(x.shape)}"
+            )
 
-_SDPA_ZEROS_EMPTY_ROWS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
 
-def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
-    "The fused kernel, with rows that may attend to nothing giving zeros on every torch version."
+_SDPA_ZEROS_EMPTY_ROWS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (
+    2,
+    5,
+)
+
+
+def _sdpa(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float
+) -> Tensor:
+    "The fused kernel; rows that may attend to nothing give zeros on any torch."
     if mask is None or mask.dtype != torch.bool or _SDPA_ZEROS_EMPTY_ROWS:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    empty = ~mask.any(-1, keepdim=True)                   # older torch returns NaN for these rows
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p
+        )
+    empty = ~mask.any(-1, keepdim=True)  # older torch returns NaN for these rows
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask | empty, dropout_p=dropout_p
+    )
     return out.masked_fill(empty, 0.0)

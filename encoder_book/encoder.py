@@ -55,50 +55,83 @@ class FeedForward(nn.Module):
 
 # %% ../chapters/04_encoder.ipynb #04enco-020
 class EncoderLayer(nn.Module):
-    "One Transformer encoder layer: self-attention and feed-forward, with dropout, residual, LN."
-    def __init__(self, hidden_size: int, num_attention_heads: int, intermediate_size: int,
-                 hidden_act: str = "gelu", hidden_dropout_prob: float = 0.1,
-                 attention_probs_dropout_prob: float = 0.1, layer_norm_eps: float = 1e-12,
-                 pre_layer_norm: bool = False, rotary: nn.Module | None = None):
+    "A Transformer encoder layer: self-attention, feed-forward, residuals, LayerNorm."
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_attention_heads: int,
+        intermediate_size: int,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        layer_norm_eps: float = 1e-12,
+        pre_layer_norm: bool = False,
+        rotary: nn.Module | None = None,
+    ):
         super().__init__()
         self.pre_layer_norm = pre_layer_norm
-        self.attention = MultiHeadAttention(hidden_size, num_attention_heads,
-                                            attention_probs_dropout_prob, rotary=rotary)
+        self.attention = MultiHeadAttention(
+            hidden_size,
+            num_attention_heads,
+            attention_probs_dropout_prob,
+            rotary=rotary,
+        )
         self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.feed_forward = FeedForward(hidden_size, intermediate_size, hidden_act)
         self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(hidden_dropout_prob)
 
-    def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
-                output_attentions: bool = False) -> tuple[Tensor, Tensor | None]:
-        "The layer's output (batch, seq, hidden) and, when asked, its attention weights."
-        x = hidden_states                                                 # (batch, seq, hidden)
-        if self.pre_layer_norm:       # x + sublayer(LN(x)): the residual path is never normalised
-            a, weights = self.attention(self.attention_norm(x), attention_mask=attention_mask,
-                                        need_weights=output_attentions)
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        "The layer's output (batch, seq, hidden) and, if asked, its attention weights."
+        x = hidden_states  # (batch, seq, hidden)
+        if (
+            self.pre_layer_norm
+        ):  # x + sublayer(LN(x)): the residual path is never normalised
+            a, weights = self.attention(
+                self.attention_norm(x),
+                attention_mask=attention_mask,
+                need_weights=output_attentions,
+            )
             x = x + self.dropout(a)
             x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        else:                         # LN(x + sublayer(x)): BERT's post-LN
-            a, weights = self.attention(x, attention_mask=attention_mask,
-                                        need_weights=output_attentions)
+        else:  # LN(x + sublayer(x)): BERT's post-LN
+            a, weights = self.attention(
+                x, attention_mask=attention_mask, need_weights=output_attentions
+            )
             x = self.attention_norm(x + self.dropout(a))
             x = self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
-        return x, weights                                                 # (batch, seq, hidden)
+        return x, weights  # (batch, seq, hidden)
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
-        "An EncoderLayer with the weights, LN placement, eps and dropout of a torch layer."
+        "An EncoderLayer with the weights, LN placement, eps, dropout of a torch layer."
         if not layer.self_attn.batch_first:
-            raise ValueError("convert an nn.TransformerEncoderLayer built with batch_first=True")
+            raise ValueError(
+                "convert an nn.TransformerEncoderLayer built with batch_first=True"
+            )
         act = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
         if act is None:
-            raise ValueError(f"only relu and gelu activations can be converted, got "
-                             f"{layer.activation}")
+            raise ValueError(
+                f"only relu and gelu activations can be converted, got "
+                f"{layer.activation}"
+            )
         hidden, inter = layer.linear1.in_features, layer.linear1.out_features
-        ours = cls(hidden, layer.self_attn.num_heads, inter, act,
-                   hidden_dropout_prob=layer.dropout1.p,
-                   attention_probs_dropout_prob=layer.self_attn.dropout,
-                   layer_norm_eps=layer.norm1.eps, pre_layer_norm=layer.norm_first)
+        ours = cls(
+            hidden,
+            layer.self_attn.num_heads,
+            inter,
+            act,
+            hidden_dropout_prob=layer.dropout1.p,
+            attention_probs_dropout_prob=layer.self_attn.dropout,
+            layer_norm_eps=layer.norm1.eps,
+            pre_layer_norm=layer.norm_first,
+        )
         ours.attention = MultiHeadAttention.from_torch(layer.self_attn)
         ours.feed_forward.intermediate.load_state_dict(layer.linear1.state_dict())
         ours.feed_forward.output.load_state_dict(layer.linear2.state_dict())
@@ -110,28 +143,66 @@ class EncoderLayer(nn.Module):
 # %% ../chapters/04_encoder.ipynb #04enco-026
 @dataclass
 class EncoderOutput:
-    "What an encoder returns: one vector per token, and, when asked, every layer's states and attention weights."
-    last_hidden_state: Tensor                       # (batch, seq, hidden)
-    hidden_states: tuple[Tensor, ...] | None = None  # num_layers + 1 of (batch, seq, hidden): the input, then each layer
-    attentions: tuple[Tensor, ...] | None = None     # num_layers of (batch, heads, seq, seq)
+    "An encoder's output: a vector per token; if asked, each layer's states, weights."
+
+    last_hidden_state: Tensor  # (batch, seq, hidden)
+    hidden_states: tuple[Tensor, ...] | None = (
+        None  # num_layers + 1 of (batch, seq, hidden): the input, then each layer
+    )
+    attentions: tuple[Tensor, ...] | None = (
+        None  # num_layers of (batch, heads, seq, seq)
+    )
+
 
 class Encoder(nn.Module):
-    "A stack of encoder layers (plus a final LayerNorm when pre-LN, whose residual stream is never normalised)."
-    def __init__(self, num_hidden_layers: int, hidden_size: int, num_attention_heads: int, intermediate_size: int,
-                 hidden_act: str = "gelu", hidden_dropout_prob: float = 0.1,
-                 attention_probs_dropout_prob: float = 0.1, layer_norm_eps: float = 1e-12,
-                 pre_layer_norm: bool = False, rotary: nn.Module | None = None):
+    "A stack of encoder layers (and a final LayerNorm when pre-LN)."
+
+    def __init__(
+        self,
+        num_hidden_layers: int,
+        hidden_size: int,
+        num_attention_heads: int,
+        intermediate_size: int,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        layer_norm_eps: float = 1e-12,
+        pre_layer_norm: bool = False,
+        rotary: nn.Module | None = None,
+    ):
         super().__init__()
         self.layer = nn.ModuleList(
-            EncoderLayer(hidden_size, num_attention_heads, intermediate_size, hidden_act, hidden_dropout_prob,
-                         attention_probs_dropout_prob, layer_norm_eps, pre_layer_norm, rotary)
-            for _ in range(num_hidden_layers))
-        self.final_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps) if pre_layer_norm else None
+            EncoderLayer(
+                hidden_size,
+                num_attention_heads,
+                intermediate_size,
+                hidden_act,
+                hidden_dropout_prob,
+                attention_probs_dropout_prob,
+                layer_norm_eps,
+                pre_layer_norm,
+                rotary,
+            )
+            for _ in range(num_hidden_layers)
+        )
+        self.final_norm = (
+            nn.LayerNorm(hidden_size, eps=layer_norm_eps) if pre_layer_norm else None
+        )
 
-    def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
-                output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:
-        mask = _padding_mask(attention_mask, hidden_states.shape[:2])   # once for all layers
-        states, weights = [hidden_states] if output_hidden_states else None, [] if output_attentions else None
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        mask = _padding_mask(
+            attention_mask, hidden_states.shape[:2]
+        )  # once for all layers
+        states, weights = (
+            [hidden_states] if output_hidden_states else None,
+            [] if output_attentions else None,
+        )
         for layer in self.layer:
             hidden_states, w = layer(hidden_states, mask, output_attentions)
             if output_hidden_states:
@@ -142,18 +213,34 @@ class Encoder(nn.Module):
             hidden_states = self.final_norm(hidden_states)
             if output_hidden_states:
                 states[-1] = hidden_states
-        return EncoderOutput(hidden_states, tuple(states) if states else None, tuple(weights) if weights else None)
+        return EncoderOutput(
+            hidden_states,
+            tuple(states) if states else None,
+            tuple(weights) if weights else None,
+        )
 
-if hasattr(torch.export, "register_dataclass"):    # torch.export may return an EncoderOutput
-    torch.export.register_dataclass(EncoderOutput, serialized_type_name="encoder_book.encoder.EncoderOutput")
 
-def _padding_mask(attention_mask: Tensor | None, shape: tuple[int, int]) -> Tensor | None:
-    "A (batch, seq) 1/0 padding mask -> bool (batch, 1, 1, seq); None when nothing is padded."
+if hasattr(
+    torch.export, "register_dataclass"
+):  # torch.export may return an EncoderOutput
+    torch.export.register_dataclass(
+        EncoderOutput, serialized_type_name="encoder_book.encoder.EncoderOutput"
+    )
+
+
+def _padding_mask(
+    attention_mask: Tensor | None, shape: tuple[int, int]
+) -> Tensor | None:
+    "(batch, seq) 1/0 padding mask -> bool (batch, 1, 1, seq); None if none is padded."
     if attention_mask is None or attention_mask.dim() != 2:
-        return attention_mask        # None, or a 3-d/4-d mask the attention module checks itself
+        return (
+            attention_mask  # None, or a 3-d/4-d mask the attention module checks itself
+        )
     if tuple(attention_mask.shape) != tuple(shape):
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, the input "
-                         f"(batch, seq) = {tuple(shape)}")
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}, the input "
+            f"(batch, seq) = {tuple(shape)}"
+        )
     mask = padding_mask_to_sdpa(attention_mask)
-    # dropping a mask of all True depends on its values: eager only (compiled, it is kept)
+    # dropping a mask of all True depends on its values: eager only (compiled: kept)
     return None if _eager() and bool(mask.all()) else mask

@@ -52,32 +52,44 @@ def shift_matrix(offset: int, dim: int, base: float = 10000.0, *, dtype: torch.d
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-032
 def _eager() -> bool:
-    "False while torch.compile or torch.export traces: checks that read values run only eagerly."
+    "False while torch.compile or torch.export trace: value checks run only eagerly."
     return not _is_compiling()
 
-_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
+_is_compiling = (
+    getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+)
+
 
 class LearnedPositionalEmbedding(nn.Module):
-    "Adds one learned vector per position (BERT's choice) to a batch-first (batch, seq, hidden)."
+    "Adds one learned vector per position (BERT's choice) to (batch, seq, hidden)."
+
     def __init__(self, max_position_embeddings: int, hidden_size: int):
         super().__init__()
         self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
 
-    def forward(self, x: torch.Tensor,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         "x plus the vectors of positions 0 .. seq-1 (or of `position_ids`)."
         seq_len, max_len = x.shape[1], self.position_embeddings.num_embeddings
         if position_ids is None:
             if seq_len > max_len:
                 raise ValueError(
-                    f"sequence of {seq_len} positions is longer than max_position_embeddings="
-                    f"{max_len}: a learned table has no vector for the positions beyond")
-            position_ids = torch.arange(seq_len, device=x.device)         # (seq,)
+                    f"sequence of {seq_len} positions is longer than "
+                    f"max_position_embeddings="
+                    f"{max_len}: a learned table has no vector for the positions beyond"
+                )
+            position_ids = torch.arange(seq_len, device=x.device)  # (seq,)
         elif _eager() and position_ids.numel() and int(position_ids.max()) >= max_len:
             # reading the largest id waits for the device: done in eager mode only
-            raise ValueError(f"position id {int(position_ids.max())} is out of range for "
-                             f"max_position_embeddings={max_len}")
-        return x + self.position_embeddings(position_ids).to(x.dtype)     # (batch, seq, hidden)
+            raise ValueError(
+                f"position id {int(position_ids.max())} is out of range for "
+                f"max_position_embeddings={max_len}"
+            )
+        return x + self.position_embeddings(position_ids).to(
+            x.dtype
+        )  # (batch, seq, hidden)
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-038
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -91,54 +103,72 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-040
 class RotaryEmbedding(nn.Module):
-    "Rotary position embedding (RoPE), rotate-half convention: rotates queries and keys."
-    def __init__(self, head_dim: int, max_position_embeddings: int = 2048,
-                 base: float = 10000.0):
+    "Rotary position embedding (RoPE), rotate-half convention: rotates q and k."
+
+    def __init__(
+        self, head_dim: int, max_position_embeddings: int = 2048, base: float = 10000.0
+    ):
         super().__init__()
         if head_dim % 2:
             raise ValueError(
-                f"head_dim must be even (RoPE rotates pairs of coordinates), got {head_dim}")
+                f"head_dim must be even (RoPE rotates pairs of coordinates), "
+                f"got {head_dim}"
+            )
         self.head_dim, self.base = head_dim, base
         exponent = torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim
-        self.register_buffer("inv_freq", 1.0 / base ** exponent, persistent=False)  # (d/2,)
+        self.register_buffer(
+            "inv_freq", 1.0 / base**exponent, persistent=False
+        )  # (d/2,)
         cos, sin = self._cos_sin(torch.arange(max_position_embeddings))
-        self.register_buffer("cos_cached", cos, persistent=False)        # (max_pos, head_dim)
+        self.register_buffer("cos_cached", cos, persistent=False)  # (max_pos, head_dim)
         self.register_buffer("sin_cached", sin, persistent=False)
 
     def _cos_sin(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inv_freq = self.inv_freq.to(position_ids.device)
-        angle = position_ids[..., None].float() * inv_freq               # (..., head_dim/2)
-        angle = torch.cat([angle, angle], dim=-1)                         # (..., head_dim)
+        angle = position_ids[..., None].float() * inv_freq  # (..., head_dim/2)
+        angle = torch.cat([angle, angle], dim=-1)  # (..., head_dim)
         return angle.cos(), angle.sin()
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        "q and k (batch, heads, seq, head_dim) rotated; position_ids (seq,) or (batch, seq)."
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        "q and k rotated; position_ids (seq,) or (batch, seq)"
         if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:
-            raise ValueError(f"expected head_dim {self.head_dim}, got q {tuple(q.shape)} "
-                             f"and k {tuple(k.shape)}")
+            raise ValueError(
+                f"expected head_dim {self.head_dim}, got q {tuple(q.shape)} "
+                f"and k {tuple(k.shape)}"
+            )
         if q.shape[-2] != k.shape[-2]:
-            raise ValueError(f"q and k must have the same sequence length, got "
-                             f"{q.shape[-2]} and {k.shape[-2]}")
+            raise ValueError(
+                f"q and k must have the same sequence length, got "
+                f"{q.shape[-2]} and {k.shape[-2]}"
+            )
         seq_len, cached = q.shape[-2], len(self.cos_cached)
         if position_ids is None:
             if seq_len <= cached:
-                cos, sin = self.cos_cached[:seq_len], self.sin_cached[:seq_len]  # (seq, d)
-            else:                                                         # beyond the table
-                cos, sin = self._cos_sin(torch.arange(seq_len, device=self.inv_freq.device))
+                cos, sin = (
+                    self.cos_cached[:seq_len],
+                    self.sin_cached[:seq_len],
+                )  # (seq, d)
+            else:  # beyond the table
+                cos, sin = self._cos_sin(
+                    torch.arange(seq_len, device=self.inv_freq.device)
+                )
         else:
             if position_ids.dim() not in (1, 2) or position_ids.shape[-1] != seq_len:
-                raise ValueError(f"position_ids must be (seq,) or (batch, seq) with seq = "
-                                 f"{seq_len}, got {tuple(position_ids.shape)}")
+                raise ValueError(
+                    f"position_ids must be (seq,) or (batch, seq) with seq = "
+                    f"{seq_len}, got {tuple(position_ids.shape)}"
+                )
             position_ids = position_ids.to(self.cos_cached.device)
             # no branch on the ids' values (that would wait for the device and stop
             # torch.compile/export): table rows where an id is in it, computed elsewhere
             inside = ((position_ids >= 0) & (position_ids < cached))[..., None]
             row = position_ids.clamp(0, cached - 1)
-            cos, sin = self._cos_sin(position_ids)                        # (..., seq, d)
+            cos, sin = self._cos_sin(position_ids)  # (..., seq, d)
             cos = torch.where(inside, self.cos_cached[row], cos)
             sin = torch.where(inside, self.sin_cached[row], sin)
-        if cos.dim() == 3:                                  # (batch, seq, d) -> (batch, 1, seq, d)
+        if cos.dim() == 3:  # (batch, seq, d) -> (batch, 1, seq, d)
             cos, sin = cos[:, None], sin[:, None]
         cos, sin = cos.to(q.device, q.dtype), sin.to(q.device, q.dtype)
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)

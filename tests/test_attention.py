@@ -356,3 +356,32 @@ def test_from_torch_keeps_training_mode_device_and_dtype():
     theirs = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=True).double().eval()
     ours = MultiHeadAttention.from_torch(theirs)
     assert not ours.training and ours.query.weight.dtype == torch.float64
+
+
+def test_stacked_weights_are_reused_without_gradients_and_follow_changes():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(HIDDEN, HEADS).eval()
+    x = torch.randn(2, 6, HIDDEN)
+    with_grad = mha(x)[0]
+    with torch.no_grad():
+        first = mha(x)[0]
+        stacked = mha._stacked_weights()[0]
+        assert mha._stacked_weights()[0] is stacked                  # reused, not recopied
+        assert torch.equal(mha(x)[0], first) and torch.equal(first, with_grad)
+        mha.key.weight.mul_(2)                                         # in place: version moves
+        assert mha._stacked_weights()[0] is not stacked
+        assert not torch.allclose(mha(x)[0], first)
+        mha.key.weight.div_(2)
+    with torch.inference_mode():
+        assert torch.equal(mha(x)[0], first)
+    opt = torch.optim.SGD(mha.parameters(), lr=0.1)                    # a training step in between
+    mha(x)[0].sum().backward()
+    opt.step()
+    with torch.no_grad():
+        assert torch.allclose(mha(x)[0], mha.train(False)(x)[0])
+        mha.load_state_dict(MultiHeadAttention(HIDDEN, HEADS).state_dict())
+        expected = torch.cat([mha.query.weight, mha.key.weight, mha.value.weight])
+        assert torch.equal(mha._stacked_weights()[0], expected)
+        mha.value.weight = nn.Parameter(torch.zeros(HIDDEN, HIDDEN))  # replaced
+        assert (mha._stacked_weights()[0][2 * HIDDEN:] == 0).all()
+    assert "_stacked" not in str(mha.state_dict().keys())
