@@ -514,6 +514,11 @@ def pretrain(
         )
     if dropout is not None and not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    max_pos = (config or small_config(1)).max_position_embeddings
+    if block_size > max_pos:
+        raise ValueError(
+            f"block_size {block_size} is longer than max_position_embeddings {max_pos}"
+        )
     plan = _stage_list(corpus, stages, max_steps)
     out = Path(out_dir)
     device = (train_config.device if train_config is not None else None) or str(

@@ -58,7 +58,7 @@ def run(out, tok, **kw):
         out,
         tokenizer=tok,
         train_config=cfg,
-        block_size=32,
+        block_size=kw.pop("block_size", 32),
         progress=False,
         **kw,
     )
@@ -277,6 +277,7 @@ def test_several_corpora_feed_the_tokenizer(tmp_path, task_file):
         "schedule",
         "bf16",
         "blank",
+        "block",
     ],
 )
 def test_bad_input_writes_nothing(tmp_path, kind, monkeypatch, vocab_dir):
@@ -304,6 +305,9 @@ def test_bad_input_writes_nothing(tmp_path, kind, monkeypatch, vocab_dir):
         err = ValueError
     elif kind == "schedule":
         kw = {"schedule": "cosine", "max_steps": 2}
+        err = ValueError
+    elif kind == "block":
+        kw = {"max_steps": 2, "block_size": 128}  # tiny_config holds 64 positions
         err = ValueError
     else:
         monkeypatch.setattr(pt, "cpu_has_native_bf16", lambda: False)
