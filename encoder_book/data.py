@@ -13,10 +13,11 @@ from .core import (FILES, _download, cache_dir, data_dir, fetch, patch_to, sha25
                                tiny_sentiment)
 
 # %% auto #0
-__all__ = ['RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS', 'LABEL_COLUMNS', 'LABELLED', 'DataError',
-           'DataNotFound', 'atomic_write', 'read_text', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
-           'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats',
-           'iter_batches', 'dataloader', 'pack_corpus']
+__all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
+           'LABEL_COLUMNS', 'LABELLED', 'DataError', 'DataNotFound', 'ArgumentError', 'atomic_write', 'read_text',
+           'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names', 'load_labelled',
+           'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches',
+           'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -28,11 +29,19 @@ class DataError(ValueError):
 class DataNotFound(FileNotFoundError):
     "A data set or file that is neither here nor downloadable; the message says how to provide it."
 
+class ArgumentError(ValueError):
+    "A bad value or combination of options (the command line's usage errors)."
+
+def _umask() -> int:
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
 def atomic_write(path, data: bytes | str) -> Path:
     "Write a file so that it is either complete or absent: a temporary file in the same folder, renamed into place."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())          # the usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
@@ -40,18 +49,88 @@ def atomic_write(path, data: bytes | str) -> Path:
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
-def read_text(path) -> str:
-    "A file's text, decoded as UTF-8 (a byte-order mark is dropped), with one clear error if it cannot be used."
+def read_text(path, encoding: str | None = None) -> str:
+    "A file's text, decoded as UTF-8 (a byte-order mark is dropped) or `encoding`; one clear error if it cannot be."
     p = Path(path)
     if not p.exists(): raise DataNotFound(f"{p}: no such file")
     if p.is_dir(): raise DataError(p, "is a folder, not a file")
     raw = p.read_bytes()
     if not raw.strip(): raise DataError(p, "the file is empty")
     try:
-        return raw.decode("utf-8-sig")
+        import codecs
+        codecs.lookup(encoding or "utf-8")
+    except LookupError:
+        raise ArgumentError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+    try:
+        return raw.decode("utf-8-sig" if encoding in (None, "utf-8", "utf8") else encoding)
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise DataError(p, f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8", line) from None
+        how = "save the file as UTF-8 or give its encoding (e.g. --encoding cp1252)"
+        raise DataError(p, f"not {encoding or 'UTF-8'} text (byte 0x{raw[e.start]:02x}); {how}",
+                        line) from None
+
+# %% ../chapters/00b_data.ipynb #2a485b4e
+INCOMPLETE = "INCOMPLETE"          # in an output folder while its run has not finished
+RUN_FILE = "run.json"              # who writes the folder: the run id and the command
+# Everything a run of encoder-book writes into its output folder (anything else is not ours)
+OUR_FILES = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
+             "tokenizer.json", "special_tokens_map.json",
+             "labels.json", "metrics.json", "metrics.jsonl", "train_config.json", "checkpoints",
+             "training", RUN_FILE, INCOMPLETE, "evaluation.json", "confusion.png"}
+
+def _ours(p: Path) -> bool:
+    return p.name in OUR_FILES or p.name.startswith((".tmp-", ".old-")) or p.name.endswith(".part")
+
+def prepare_out(out, command: str, *, overwrite: bool = False, resume: bool = False,
+                option: str = "--out") -> dict:
+    """Make `out` ready for a run: refuse one that holds a model, a tokenizer or another run (unless
+    `overwrite`, which clears it first); with `resume`, the run recorded there. Returns the run record."""
+    import shutil, uuid
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArgumentError(f"{option} {out}: is a file, not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if resume:
+        record = json.loads(read_text(out / RUN_FILE)) if (out / RUN_FILE).is_file() else None
+        if record is None or record.get("command") != command:
+            raise ArgumentError(f"{option} {out}: no unfinished {command} run to resume there")
+        return record
+    if entries:
+        names = {p.name for p in entries}
+        what = ("a model" if names & {"config.json", "model.safetensors"} else
+                "a tokenizer" if "vocab.txt" in names else
+                "another run's checkpoints" if names & {"checkpoints", "training"} else
+                "files")
+        if not overwrite:
+            raise ArgumentError(f"{option} {out}: holds {what} ({', '.join(sorted(names)[:4])}"
+                                f"{', ...' if len(names) > 4 else ''}); choose another folder, or "
+                                f"pass --overwrite to replace it")
+        foreign = [p.name for p in entries if not _ours(p)]
+        if foreign:
+            raise ArgumentError(f"{option} {out}: holds files no run of encoder-book writes "
+                                f"({', '.join(foreign[:4])}): not cleared; choose another folder")
+        for p in entries:                  # --overwrite: the old run goes first
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": uuid.uuid4().hex, "command": command}
+    atomic_write(out / INCOMPLETE, f"a {command} run is writing this folder; if it was "
+                                   f"interrupted, go on with --resume\n")
+    atomic_write(out / RUN_FILE, json.dumps(record) + "\n")
+    return record
+
+def publish(tmp, out) -> Path:
+    """Move the files of folder `tmp` into `out`, weights then config.json last (each move atomic),
+    then drop the INCOMPLETE mark: `out` is either complete or visibly incomplete."""
+    import shutil
+    tmp, out = Path(tmp), Path(out)
+    last = ("model.safetensors", "config.json")
+    files = sorted((p for p in tmp.iterdir() if p.name not in last), key=lambda p: p.name)
+    for p in files + [tmp / n for n in last if (tmp / n).exists()]:
+        os.replace(p, out / p.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    (out / INCOMPLETE).unlink(missing_ok=True)
+    return out
+
 
 # %% ../chapters/00b_data.ipynb #00bdat-011
 _RAW = "https://wikitext.smerity.com/wikitext-2-raw-v1.zip"
@@ -208,19 +287,26 @@ def load_label_names(path) -> list[str]:
 _INT = re.compile(r"[+-]?\d+")
 
 def _to_int_labels(path, raw: list, lines: list[int], label_names: Sequence[str] | None):
-    "Integer labels stay; string labels become ids (sorted order, or the order of `label_names`)."
+    "Labels 0..K-1 stay; other integers and strings become ids (sorted, or the order of `label_names`)."
     for v, ln in zip(raw, lines):
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise DataError(path, f"label {v!r} is neither an integer nor a string", ln)
         if isinstance(v, str) and not v.strip():
             raise DataError(path, "empty label", ln)
-    if all(isinstance(v, int) or _INT.fullmatch(v.strip()) for v in raw):
-        labels = [int(v) for v in raw]
-        bad = next((k for k, y in enumerate(labels) if y < 0), None)
-        if bad is not None:
-            raise DataError(path, f"negative label {labels[bad]}: labels must be 0, 1, 2, ... or names", lines[bad])
-        return labels, (list(label_names) if label_names else None)
-    names = list(label_names) if label_names else sorted({str(v).strip() for v in raw})
+    is_int = [isinstance(v, int) or bool(_INT.fullmatch(v.strip())) for v in raw]
+    if any(is_int) and not all(is_int):
+        k = is_int.index(not is_int[0])
+        raise DataError(path, f"label {str(raw[k]).strip()!r} mixes {'strings' if is_int[0] else 'integers'}"
+                              f" with the {'integers' if is_int[0] else 'strings'} of line {lines[0]}", lines[k])
+    if all(is_int):
+        ints = [int(v) for v in raw]
+        seen = sorted(set(ints))
+        if label_names is None and seen == list(range(len(seen))):
+            return ints, None                      # already ids 0..K-1
+        raw = [str(v) for v in ints]               # e.g. stars 1-5: mapped like names, in numeric order
+        names = list(label_names) if label_names else [str(v) for v in seen]
+    else:
+        names = list(label_names) if label_names else sorted({str(v).strip() for v in raw})
     index = {n: i for i, n in enumerate(names)}
     labels = []
     for v, ln in zip(raw, lines):
@@ -250,6 +336,7 @@ def _pick_columns(path, header: Sequence[str], text_column, label_column, line: 
     return text, label
 
 def _read_delimited(path, text: str, delimiter: str, text_column, label_column):
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))   # long texts: no 128 KB field limit
     # GLUE's TSV files do not quote: a '"' inside a sentence is just a character
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
                         quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
@@ -296,7 +383,7 @@ LABELLED = {"sst2": "sst2/{split}.tsv"}
 
 def load_labelled(name_or_path, split: str = "train", text_column: str | None = None,
                   label_column: str | None = None, label_names: Sequence[str] | None = None,
-                  download: bool = True) -> LabelledData:
+                  download: bool = True, encoding: str | None = None) -> LabelledData:
     "Labelled texts from 'sst2', 'tiny' (made up here) or a .tsv/.csv/.jsonl file with a text and a label column."
     name = str(name_or_path).lower().replace("-", "")
     if name == "tiny":
@@ -311,7 +398,7 @@ def load_labelled(name_or_path, split: str = "train", text_column: str | None = 
     suffix = path.suffix.lower()
     if suffix not in (".tsv", ".csv", ".jsonl", ".json"):
         raise DataError(path, "unknown format: expected a .tsv, .csv or .jsonl file")
-    text = read_text(path)
+    text = read_text(path, encoding)
     if suffix in (".jsonl", ".json"):
         texts, raw, lines = _read_jsonl(path, text, text_column, label_column)
     else:

@@ -99,31 +99,21 @@ def test_finetune_transformer_scratch(tmp_path, capsys, suffix, names):
     assert json.loads((out / "config.json").read_text())["id2label"]["1"] == (names or ["0", "1"])[1]
 
 
-def test_default_epochs(tmp_path, capsys, monkeypatch):
+def test_default_epochs(tmp_path, capsys):
+    "The legacy helper, and the defaults that adapt: a budget of steps, values printed and saved."
     from encoder_book import cli
+    from encoder_book.finetuning import QUICK_BUDGET, choose_defaults
     assert cli.default_epochs(10_000, "cpu") == cli.FINETUNE_EPOCHS == cli.default_epochs(10**10, "cuda:0")
-    assert cli.default_epochs(10**10, "cpu") * 10**10 == pytest.approx(cli.CPU_TOKEN_BUDGET)   # part of a pass
-    assert cli.default_epochs(10**10, "cpu", 2, 10**9) == 0.1 and cli.default_epochs(100, "cpu", 2, 10**9) == 2
-    assert cli.default_epochs(cli.CPU_TOKEN_BUDGET // 2, "cpu") == 2.0   # in between: what the budget allows
-    train, dev = pair(tmp_path, n=40)                                     # no --epochs: the default is used ...
-    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "a",
-                        "--batch-size", 16])
-    assert m["epochs"] == cli.FINETUNE_EPOCHS and m["steps"] == cli.FINETUNE_EPOCHS * (40 // 16)
-    import torch
-    if torch.cuda.is_available():
-        return                                                            # the budget is for CPUs only
-    monkeypatch.setattr(cli, "CPU_TOKEN_BUDGET", 1)                       # ... and shrinks under a tiny budget,
-    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out", tmp_path / "b",
-                        "--batch-size", 16])
-    assert 0 < m["epochs"] < 0.01 and m["steps"] == 1                    # down to part of a pass (one step here)
-    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "lstm", "--out", tmp_path / "c",
-                        "--batch-size", 16])
-    from encoder_book.lstm import lstm_preset
-    assert m["epochs"] == lstm_preset()["epochs"]                        # the LSTM has its own budget ...
-    monkeypatch.setattr(cli, "LSTM_CPU_TOKEN_BUDGET", 1)
-    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "lstm", "--out", tmp_path / "d",
-                        "--batch-size", 16])
-    assert 0 < m["epochs"] < 0.01 and m["steps"] == 1                    # ... which caps it the same way
+    assert cli.default_epochs(10**10, "cpu") * 10**10 == pytest.approx(cli.CPU_TOKEN_BUDGET)
+    small = choose_defaults("transformer", 2000, [20] * 2000, "cpu")
+    assert small["steps"] >= QUICK_BUDGET["transformer"][0] and small["max_length"] == 24
+    train, dev = pair(tmp_path, n=40)                                     # no --epochs: chosen from the data
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer", "--out",
+                        tmp_path / "a", "--batch-size", 16])
+    assert set(m["chosen"]) == {"epochs", "lr", "max_length", "warmup_ratio", "patience"}
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["epochs"] == m["epochs"] and saved["batch_size"] == 16
+    assert m["valid_examples"] + m["train_examples"] == 40 and m["dev_examples"] == 40
 
 
 def test_finetune_transformer_init_three_classes(tmp_path, capsys, pretrained):
@@ -200,3 +190,213 @@ def test_subprocess(tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [l for l in bad.stderr.strip().splitlines() if "error" in l]
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+# ---- safe outputs, flags, predict/evaluate, interrupts --------------------------------------
+
+
+def test_out_reuse_refused_unless_overwrite(tmp_path, capsys, pretrained):
+    train, dev = pair(tmp_path, n=40)
+    args = ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--epochs", 1]
+    first = run_ok(capsys, [*args, "--out", tmp_path / "o"])
+    weights = (tmp_path / "o" / "model.safetensors").read_bytes()
+    assert "--overwrite" in run_err(capsys, [*args, "--out", tmp_path / "o"])
+    assert (tmp_path / "o" / "model.safetensors").read_bytes() == weights        # nothing lost
+    run_ok(capsys, [*args, "--out", tmp_path / "o", "--overwrite", "--seed", 1])
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["seed"] == 1
+    assert first["seed"] == 0
+    assert "same folder" in run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--model",
+                                             "transformer", "--init", pretrained, "--out", pretrained])
+    assert "holds a model" in run_err(capsys, ["tokenizer", "--corpus", train, "--vocab-size", 100,
+                                               "--out", pretrained])
+    (tmp_path / "mine").mkdir(); (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert "not cleared" in run_err(capsys, [*args, "--out", tmp_path / "mine", "--overwrite"])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_pretrain_second_run_and_foreign_resume(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
+    base = ["pretrain", "--corpus", corpus, "--max-steps", 3, "--vocab-size", 300]
+    run_ok(capsys, [*base, "--out", tmp_path / "p"])
+    assert "--overwrite" in run_err(capsys, [*base, "--out", tmp_path / "p"])
+    train, dev = pair(tmp_path, n=40)
+    run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--epochs", 1,
+                    "--out", tmp_path / "f"])
+    assert "resume" in run_err(capsys, [*base, "--out", tmp_path / "f", "--resume"])
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", 0), ("--epochs", -1), ("--batch-size", 0),
+                                        ("--lr", 0), ("--max-length", 0), ("--patience", 0),
+                                        ("--warmup-ratio", 1)])
+def test_non_positive_numbers_name_the_flag(tmp_path, capsys, flag, value):
+    train, dev = pair(tmp_path, n=40)
+    err = run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow", flag, value,
+                           "--out", tmp_path / "o"])
+    assert flag in err and not (tmp_path / "o").exists()
+
+
+def test_python_api_checks_numbers():
+    from encoder_book.data import ArgumentError, LabelledData
+    from encoder_book.finetuning import train_classifier
+    d = LabelledData(["a", "b"], [0, 1])
+    for kw in ({"epochs": 0}, {"batch_size": 0}, {"lr": -1.0}, {"max_length": 1}):
+        with pytest.raises(ArgumentError, match=next(iter(kw))):
+            train_classifier("bow", d, d, **kw)
+
+
+def test_integer_labels_not_ids_are_mapped(tmp_path, capsys):
+    texts, labels = tiny_sentiment(60, seed=0)
+    stars = [1 if y == 0 else 5 for y in labels]
+    train = write(tmp_path / "train.csv", texts, stars)
+    dev = write(tmp_path / "dev.csv", texts[:20], stars[:20])
+    m = run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--out",
+                        tmp_path / "o", "--epochs", 1])
+    assert m["num_labels"] == 2 and m["label_names"] == ["1", "5"]
+    assert "1=0" not in capsys.readouterr().err
+    conf = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert conf["id2label"] == {"0": "1", "1": "5"}
+    mixed = tmp_path / "mixed.csv"; mixed.write_text("text,label\na,1\nb,pos\n")
+    assert "mixes" in run_err(capsys, ["finetune", "--train", mixed, "--dev", dev, "--model", "bow",
+                                       "--out", tmp_path / "x"])
+
+
+def test_unseen_dev_label_is_an_error(tmp_path, capsys):
+    train, _ = pair(tmp_path, n=40, names=NAMES)
+    dev = tmp_path / "dev3.tsv"; dev.write_text("sentence\tlabel\nok\tneutral\n")
+    assert "neutral" in run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow",
+                                         "--out", tmp_path / "o"])
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm", "bow"])
+def test_predict_and_evaluate_every_kind(tmp_path, capsys, model):
+    train, dev = pair(tmp_path, ".tsv", NAMES, n=60)
+    run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", model, "--epochs", 1,
+                    "--out", tmp_path / "m"])
+    texts = tmp_path / "new texts é.txt"; texts.write_text("the film is wonderful\nit is dull\n")
+    assert main(["predict", "--model", str(tmp_path / "m"), str(texts)]) == 0
+    rows = [r.split("\t") for r in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0] == ["label", "score", "p_negative", "p_positive", "text"] and len(rows) == 3
+    assert all(r[0] in NAMES and abs(float(r[2]) + float(r[3]) - 1) < 1e-3 for r in rows[1:])
+    assert main(["predict", "--model", str(tmp_path / "m"), str(dev), "--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 40 and set(lines[0]["probabilities"]) == set(NAMES)
+    m = run_ok(capsys, ["evaluate", "--model", tmp_path / "m", "--data", dev, "--plot",
+                        tmp_path / "c.png"])
+    report = json.loads((tmp_path / "m" / "evaluation.json").read_text())
+    assert report["examples"] == 40 and sum(map(sum, report["confusion"])) == 40
+    assert m["accuracy"] == report["accuracy"] and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert abs(report["accuracy"] - metrics["dev_accuracy"]) < 1e-9        # same model, same texts
+
+
+def test_hf_pipeline_reads_transformer_folder(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    train, dev = pair(tmp_path, ".tsv", NAMES, n=60)
+    run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "transformer",
+                    "--epochs", 1, "--positions", "absolute", "--out", tmp_path / "m"])
+    clf = transformers.pipeline("text-classification", model=str(tmp_path / "m"), device="cpu")
+    texts = ["the film is wonderful", "the plot is dull"]
+    hf = clf(texts)
+    from encoder_book.finetuning import classify, load_classifier
+    model, tok, id2label = load_classifier(tmp_path / "m")
+    probs = classify(model, tok, texts)
+    assert [r["label"] for r in hf] == [id2label[int(p.argmax())] for p in probs]
+    assert all(abs(r["score"] - float(p.max())) < 1e-4 for r, p in zip(hf, probs))
+
+
+def test_interrupt_then_resume_ends_as_one_run(tmp_path, capsys, monkeypatch):
+    "A stop at step 2 (what Ctrl-C asks for), then --resume: the same weights as a run never stopped."
+    from safetensors.torch import load_file
+    from encoder_book import cli
+    train, dev = pair(tmp_path, n=80)
+    args = ["finetune", "--train", str(train), "--dev", str(dev), "--model", "lstm", "--epochs", 2,
+            "--batch-size", 16, "--patience", 100]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    real = cli.GracefulStop.register
+    def stop_at_2(self, cfg):
+        real(self, cfg); cfg.stop_after = 2
+    monkeypatch.setattr(cli.GracefulStop, "register", stop_at_2)
+    assert main([*args, "--out", str(tmp_path / "cut")]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and (tmp_path / "cut" / "INCOMPLETE").exists()
+    assert not (tmp_path / "cut" / "config.json").exists()                 # visibly incomplete
+    assert "--resume" in run_err(capsys, ["predict", "--model", tmp_path / "cut", train])
+    monkeypatch.setattr(cli.GracefulStop, "register", real)
+    assert main([*args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_signal_handler_stops_at_a_step(tmp_path):
+    "A real SIGINT to a running finetune: exit 130, a checkpoint, a message; --resume finishes."
+    import signal, time
+    train, dev = pair(tmp_path, n=400)
+    env = {**os.environ, "ENCODER_BOOK_QUICK": "1"}
+    cmd = [sys.executable, "-m", "encoder_book.cli", "finetune", "--train", str(train), "--dev",
+           str(dev), "--model", "transformer", "--epochs", 40, "--patience", 1000, "--out",
+           str(tmp_path / "o")]
+    cmd = [str(c) for c in cmd]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(600):                                    # wait for the first checkpoint
+        if list((tmp_path / "o").glob("checkpoints/step-*")): break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert out == "" and "checkpoint" in err and "Traceback" not in err
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["finished"] is True
+
+
+def test_os_errors_are_one_line(tmp_path, capsys):
+    train, dev = pair(tmp_path, n=40)
+    blocker = tmp_path / "file"; blocker.write_text("x")
+    base = ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--epochs", 1]
+    assert "is a file" in run_err(capsys, [*base, "--out", blocker])
+    assert main([str(a) for a in [*base, "--out", blocker / "sub"]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker) in err and "Traceback" not in err
+
+
+def test_files_get_umask_permissions(tmp_path, capsys):
+    train, dev = pair(tmp_path, n=40)
+    old = os.umask(0o022)
+    try:
+        run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--epochs", 1,
+                        "--out", tmp_path / "o"])
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "config.json", "model.safetensors", "labels.json"):
+        assert (tmp_path / "o" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_messy_files(tmp_path, capsys):
+    long_text = "word " * 40_000                                            # a 200 KB field
+    train = tmp_path / "train set é.csv"
+    rows = ['"a, quoted\nline",positive', f"{long_text},negative", "", "fine,positive",
+            "café crème,negative"] * 10
+    train.write_bytes(("\ufefftext,label\n" + "\n".join(rows) + "\n").encode("utf-8"))
+    latin = tmp_path / "dev.csv"
+    latin.write_bytes("text,label\ncafé,positive\nbad,negative\n".encode("cp1252"))
+    base = ["finetune", "--train", train, "--dev", latin, "--model", "bow", "--epochs", 1]
+    assert "--encoding" in run_err(capsys, [*base, "--out", tmp_path / "o"])
+    m = run_ok(capsys, [*base, "--encoding", "cp1252", "--out", tmp_path / "o"])
+    assert m["train_examples"] + m["valid_examples"] == 40 and m["dev_examples"] == 2
+
+
+def test_stdout_is_only_json_and_help(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
+    run_ok(capsys, ["pretrain", "--corpus", corpus, "--max-steps", 3, "--vocab-size", 300, "--out",
+                    tmp_path / "p"])
+    assert main(["pretrain", "--corpus", str(corpus), "--max-steps", "3", "--vocab-size", "300",
+                 "--out", str(tmp_path / "p"), "--resume"]) == 0   # finished: resumes at its end
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and json.loads(out[0])["steps"] == 3       # the status went to stderr
+    for sub in ("tokenizer", "pretrain", "finetune", "predict", "evaluate"):
+        assert main([sub, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "example:" in text and "exit status" in text and "--device" in text, sub
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("encoder-book ")

@@ -72,7 +72,7 @@ def test_jsonl_and_given_columns(tmp_path):
 def test_usual_column_names_and_two_column_files(tmp_path):
     "Without names: the usual ones; in a file of two columns, one known name is enough."
     f = write(tmp_path / "a.csv", "review,stars\ngood,5\nbad,1\n")
-    assert load_labelled(f).texts == ["good", "bad"] and load_labelled(f).labels == [5, 1]
+    assert load_labelled(f).texts == ["good", "bad"] and load_labelled(f).labels == [1, 0]   # "1", "5"
     g = write(tmp_path / "b.jsonl", '{"label": "pos", "tweet": "hi"}\n{"label": "neg", "tweet": "no"}\n')
     assert load_labelled(g).texts == ["hi", "no"] and load_labelled(g).label_names == ["neg", "pos"]
     h = write(tmp_path / "c.tsv", "id\tcontent\tsentiment\n7\tfine\tpositive\n8\tdull\tnegative\n")
@@ -102,7 +102,7 @@ BAD = {
     "ragged.tsv": ("sentence\tlabel\nok\t1\nhas\ta tab\t0\n", 3, "expected 2 fields"),
     "short.csv": ("text,label\nok,1\nmissing\n", 3, "expected 2 fields"),
     "emptylabel.csv": ("text,label\nok,\n", 2, "empty label"),
-    "negative.csv": ("text,label\nok,-1\n", 2, "negative label"),
+    "mixed.csv": ("text,label\nok,1\nno,pos\n", 3, "mixes strings"),
     "json.jsonl": ('{"text": "a", "label": 1}\n{"text": "b", "label": 1\n', 2, "not valid JSON"),
     "notobject.jsonl": ('{"text": "a", "label": 1}\n[1, 2]\n', 2, "JSON object"),
     "field.jsonl": ('{"text": "a", "label": 1}\n{"sentence": "b", "label": 0}\n', 2, "no 'text' field"),
@@ -291,3 +291,52 @@ def test_pack_corpus_blocks(tok):
     assert ids[:, 1:-1].reshape(-1).tolist() == whole[:len(blocks) * 30]
     with pytest.raises(ValueError, match="fewer than one block"):
         pack_corpus(tok, ["short"], block_size=64, cache=False)
+
+
+def test_integer_labels_that_are_not_ids_are_mapped(tmp_path):
+    f = write(tmp_path / "stars.csv", "text,label\na,5\nb,1\nc,3\nd,-1\n")
+    d = load_labelled(f)
+    assert d.label_names == ["-1", "1", "3", "5"] and d.labels == [3, 1, 2, 0]
+    dev = write(tmp_path / "dev.csv", "text,label\nx,3\n")
+    assert load_labelled(dev, label_names=d.label_names).labels == [2]
+    ids = write(tmp_path / "ids.csv", "text,label\na,1\nb,0\n")
+    assert load_labelled(ids).label_names is None and load_labelled(ids).labels == [1, 0]
+
+
+def test_long_fields_encodings_and_atomic_permissions(tmp_path):
+    import os
+    from encoder_book.data import ArgumentError, atomic_write
+    big = "x" * 200_000
+    f = write(tmp_path / "big.tsv", f"sentence\tlabel\n{big}\t1\nok\t0\n")
+    assert load_labelled(f).texts[0] == big
+    c = write(tmp_path / "q.csv", f'text,label\n"{big}",1\n"a,\nb",0\n')
+    assert load_labelled(c).texts == [big, "a,\nb"]
+    latin = write(tmp_path / "l.csv", "text,label\ncafé,1\n", encoding="cp1252")
+    assert load_labelled(latin, encoding="cp1252").texts == ["café"]
+    with pytest.raises(ArgumentError, match="unknown encoding"):
+        load_labelled(latin, encoding="klingon")
+    old = os.umask(0o027)
+    try:
+        p = atomic_write(tmp_path / "perm.txt", "x")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o640
+
+
+def test_prepare_out_and_publish(tmp_path):
+    from encoder_book.data import INCOMPLETE, ArgumentError, atomic_write, prepare_out, publish
+    out = tmp_path / "o"
+    run = prepare_out(out, "finetune")
+    assert (out / INCOMPLETE).exists()
+    with pytest.raises(ArgumentError, match="no unfinished pretrain run"):
+        prepare_out(out, "pretrain", resume=True)
+    assert prepare_out(out, "finetune", resume=True) == run
+    staged = tmp_path / "s"
+    atomic_write(staged / "config.json", "{}"); atomic_write(staged / "vocab.txt", "a\n")
+    publish(staged, out)
+    assert not (out / INCOMPLETE).exists() and not staged.exists()
+    with pytest.raises(ArgumentError, match="holds a model"):
+        prepare_out(out, "finetune")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ArgumentError, match="is a file"):
+        prepare_out(tmp_path / "f", "finetune")
