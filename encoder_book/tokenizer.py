@@ -2,16 +2,23 @@
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-003
 from __future__ import annotations
-import heapq, json, math, os, re, unicodedata
+
+import heapq
+import json
+import math
+import os
+import re
+import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
+
 from tqdm.auto import tqdm as _tqdm
-from .core import patch_to
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'SCORES', 'normalize', 'pre_tokenize', 'basic_tokenize', 'train_wordpiece', 'BatchEncoding',
-           'WordPieceTokenizer']
+__all__ = ['SPECIAL_TOKENS', 'SCORES', 'TRUNCATION', 'PADDING', 'normalize', 'pre_tokenize', 'basic_tokenize', 'train_wordpiece',
+           'wordpiece', 'join_wordpieces', 'WordPieceTokenizer', 'truncate_pair', 'BatchEncoding', 'pad_rows',
+           'tokenizer_json', 'save_tokenizer', 'load_tokenizer_files']
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-008
 # Unicode tables, as code-point ranges (hex). They reproduce the character classes that HF's Rust
@@ -89,14 +96,20 @@ _space_re = re.compile(f"[{_char_class(_WHITESPACE)}]")
 _cjk_re = re.compile(f"([{_char_class(_CJK)}])")
 _punct_re = re.compile(f"([{_char_class(_PUNCTUATION)}])")
 _marks_re = re.compile(f"[{_char_class(_MARKS)}]")
-_lower_extra_re = re.compile("[" + "".join(re.escape(chr(c)) for c in _LOWER_EXTRA) + "Σ]")
+_lower_extra_re = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in _LOWER_EXTRA) + "Σ]"
+)
 _lower_table = {c: chr(v) for c, v in _LOWER_EXTRA.items()}
+
 
 def _nfd(text: str) -> str:
     if not any(ch in text for ch in _NFD_KEEP):
         return unicodedata.normalize("NFD", text)
-    return "".join(p if p in _NFD_KEEP else unicodedata.normalize("NFD", p)
-                   for p in re.split(f"({'|'.join(_NFD_KEEP)})", text))
+    return "".join(
+        p if p in _NFD_KEEP else unicodedata.normalize("NFD", p)
+        for p in re.split(f"({'|'.join(_NFD_KEEP)})", text)
+    )
+
 
 def _lower(text: str) -> str:
     if text.isascii() or not _lower_extra_re.search(text):
@@ -104,23 +117,42 @@ def _lower(text: str) -> str:
     # character by character: no final-sigma rule, plus the newer mappings
     return "".join(_lower_table.get(ord(ch)) or ch.lower() for ch in text)
 
-def normalize(text: str, lowercase: bool = True, strip_accents: bool | None = None) -> str:
+
+def normalize(
+    text: str,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    clean_text: bool = True,
+    chinese_chars: bool = True,
+) -> str:
     "BERT's text normalisation: clean, space out CJK, strip accents, lower-case."
-    text = _space_re.sub(" ", _control_re.sub("", text))
+    if clean_text:
+        text = _space_re.sub(" ", _control_re.sub("", text))
     if text.isascii():
         return text.lower() if lowercase else text
-    text = _cjk_re.sub(r" \1 ", text)
+    if chinese_chars:
+        text = _cjk_re.sub(r" \1 ", text)
     if lowercase if strip_accents is None else strip_accents:
         text = _marks_re.sub("", _nfd(text))
     return _lower(text) if lowercase else text
 
+
 def pre_tokenize(text: str) -> list[str]:
-    "Split normalised text on whitespace and make every punctuation character a word of its own."
+    "Split normalised text on whitespace; each punctuation mark is a word."
     return _punct_re.sub(r" \1 ", text).split()
 
-def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None) -> list[str]:
+
+def basic_tokenize(
+    text: str,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    clean_text: bool = True,
+    chinese_chars: bool = True,
+) -> list[str]:
     "Normalise, then pre-tokenise: the words WordPiece will split."
-    return pre_tokenize(normalize(text, lowercase, strip_accents))
+    return pre_tokenize(
+        normalize(text, lowercase, strip_accents, clean_text, chinese_chars)
+    )
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-015
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -192,268 +224,1253 @@ def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens
     bar.close()
     return vocab
 
-# %% ../chapters/01_input_layer.ipynb #01inpu-018
-class BatchEncoding(dict):
-    "The mapping a tokenizer call returns; keys also read as attributes (`enc.input_ids`)."
-    def __getattr__(self, name):
-        try: return self[name]
-        except KeyError: raise AttributeError(name) from None
-    def to(self, device) -> "BatchEncoding":
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
-
-class WordPieceTokenizer:
-    "BERT's tokenizer: basic tokenization, then greedy longest-match WordPiece over a fixed vocabulary."
-    def __init__(self, vocab: Sequence[str], lowercase: bool = True, strip_accents: bool | None = None,
-                 max_input_chars_per_word: int = 100, model_max_length: int = 512):
-        vocab = list(vocab)
-        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-        if missing:
-            raise ValueError(f"vocabulary lacks the special tokens {missing}")
-        if len(set(vocab)) != len(vocab):
-            dup = next(t for t, n in Counter(vocab).items() if n > 1)
-            raise ValueError(f"vocabulary has duplicate token {dup!r}")
-        self.ids_to_tokens = vocab
-        self.vocab = {t: i for i, t in enumerate(vocab)}
-        self.lowercase, self.strip_accents = lowercase, strip_accents
-        self.max_input_chars_per_word, self.model_max_length = max_input_chars_per_word, model_max_length
-        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = (
-            self.vocab[t] for t in SPECIAL_TOKENS)
-        self._longest = max(map(len, vocab))
-        # special tokens typed in the text are kept whole, as HF does
-        self._special_re = re.compile("(" + "|".join(map(re.escape, sorted(SPECIAL_TOKENS, key=len, reverse=True))) + ")")
-        self._cache: dict[str, list[int]] = {}
-
-    @property
-    def vocab_size(self) -> int: return len(self.ids_to_tokens)
-    def __len__(self) -> int: return len(self.ids_to_tokens)
-    def __repr__(self) -> str:
-        return f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
-
 # %% ../chapters/01_input_layer.ipynb #01inpu-020
-@patch_to(WordPieceTokenizer)
-def _wordpiece(self, word: str) -> list[int]:
-    "Greedy longest-match-first split of one word into vocabulary ids; the whole word is [UNK] if any piece fails."
-    if len(word) > self.max_input_chars_per_word:
-        return [self.unk_token_id]
-    ids, start, vocab = [], 0, self.vocab
+def wordpiece(
+    word: str, vocab, unk_token: str = "[UNK]", max_input_chars_per_word: int = 100
+) -> list[str]:
+    "Greedy longest-match-first split of one word (all unk_token if a piece fails)."
+    if len(word) > max_input_chars_per_word:
+        return [unk_token]
+    pieces, start = [], 0
     while start < len(word):
-        end = min(len(word), start + self._longest)
+        end = len(word)
         while end > start:
             piece = word[start:end] if start == 0 else "##" + word[start:end]
             if piece in vocab:
                 break
             end -= 1
         else:
-            return [self.unk_token_id]
-        ids.append(vocab[piece]); start = end
-    return ids
+            return [unk_token]
+        pieces.append(piece)
+        start = end
+    return pieces
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-022
-@patch_to(WordPieceTokenizer)
-def _ids(self, text: str) -> list[int]:
-    if not isinstance(text, str):
-        raise TypeError(f"expected text as str, got {type(text).__name__}")
-    ids, cache = [], self._cache
-    for k, part in enumerate(self._special_re.split(text) if "[" in text else [text]):
-        if k % 2:                                   # a special token written in the text
-            ids.append(self.vocab[part]); continue
-        for word in basic_tokenize(part, self.lowercase, self.strip_accents):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._wordpiece(word)
-                if len(cache) < 1_000_000: cache[word] = pieces
-            ids.extend(pieces)
-    return ids
+def _aligned_words(
+    text: str, lowercase=True, strip_accents=None, clean_text=True, chinese_chars=True
+) -> list[tuple[str, list[int]]]:
+    "basic_tokenize, by character: words with the index in `text` of each char."
+    strip = lowercase if strip_accents is None else strip_accents
+    words, cur, where = [], [], []
 
-@patch_to(WordPieceTokenizer)
-def tokenize(self, text: str) -> list[str]:
-    "Text to WordPiece tokens, without [CLS]/[SEP]."
-    return [self.ids_to_tokens[i] for i in self._ids(text)]
+    def flush():
+        if cur:
+            words.append(("".join(cur), where.copy()))
+            cur.clear()
+            where.clear()
 
-@patch_to(WordPieceTokenizer)
-def encode(self, text: str, text_pair: str | None = None) -> list[int]:
-    "Text (and optional second segment) to ids: [CLS] A [SEP] (B [SEP])."
-    ids = [self.cls_token_id] + self._ids(text) + [self.sep_token_id]
-    if text_pair is not None:
-        ids += self._ids(text_pair) + [self.sep_token_id]
-    return ids
+    for i, ch in enumerate(text):
+        if clean_text:
+            if _control_re.match(ch):
+                continue
+            if _space_re.match(ch):
+                ch = " "
+        s = ch
+        if not ch.isascii():
+            if chinese_chars and _cjk_re.match(ch):
+                s = f" {ch} "
+            if strip:
+                s = _marks_re.sub("", _nfd(s))
+        if lowercase:
+            s = _lower(s)
+        for c in s:
+            if c.isspace():
+                flush()
+            elif _punct_re.match(c):
+                flush()
+                words.append((c, [i]))
+            else:
+                cur.append(c)
+                where.append(i)
+    flush()
+    return words
 
-@patch_to(WordPieceTokenizer)
-def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-    return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 
-@patch_to(WordPieceTokenizer)
-def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-    ids = [int(i) for i in ids]
-    bad = [i for i in ids if not 0 <= i < self.vocab_size]
-    if bad:
-        raise ValueError(f"token id {bad[0]} is out of range for a vocabulary of {self.vocab_size}")
-    return [self.ids_to_tokens[i] for i in ids]
+def _piece_spans(pieces: list[str], word: str, unk_token: str) -> list[tuple[int, int]]:
+    "Character span of each WordPiece piece inside its word."
+    if pieces == [unk_token] and word != unk_token:
+        return [(0, len(word))]
+    spans, pos = [], 0
+    for k, p in enumerate(pieces):
+        n = len(p) - (2 if k else 0)
+        spans.append((pos, pos + n))
+        pos += n
+    return spans
 
-# %% ../chapters/01_input_layer.ipynb #01inpu-023
-_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
-            (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
-def _tidy(piece: str) -> str:
-    for a, b in _CLEANUP: piece = piece.replace(a, b)
+_CLEANUP = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" do not", " don't"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+
+
+def _tidy(piece: str, rules=_CLEANUP) -> str:
+    for a, b in rules:
+        piece = piece.replace(a, b)
     return piece
 
-@patch_to(WordPieceTokenizer)
-def decode(self, ids, skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool = True) -> str:
-    "Ids back to text: glue ## pieces to their word, drop special tokens, no space before . , ! ?"
-    if hasattr(ids, "tolist"): ids = ids.tolist()
-    tokens = self.convert_ids_to_tokens(ids)
-    if skip_special_tokens:
-        tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
-    pieces = [t if k == 0 else t[2:] if t.startswith("##") else " " + t for k, t in enumerate(tokens)]
-    if clean_up_tokenization_spaces:       # HF tidies each piece on its own, so " ' s" stays as it is
+
+def join_wordpieces(tokens: Sequence[str], cleanup: bool = True) -> str:
+    "Tokens back to text as HF's WordPiece decoder: glue ## pieces, tidy spaces."
+    pieces = [
+        t if k == 0 else t[2:] if t.startswith("##") else " " + t
+        for k, t in enumerate(tokens)
+    ]
+    if cleanup:  # HF tidies each piece on its own, so " ' s" stays as it is
         pieces = [_tidy(p) for p in pieces]
     return "".join(pieces)
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-025
-@patch_to(WordPieceTokenizer)
-@classmethod
-def train(cls, texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
-          strip_accents: bool | None = None, score: str = "likelihood", progress: bool = True,
-          **kwargs) -> "WordPieceTokenizer":
-    "Count the words of `texts` and learn a WordPiece vocabulary of `vocab_size` tokens from them."
-    if isinstance(texts, str):
-        raise TypeError("texts must be an iterable of strings, not one string")
-    counts = Counter()
-    for t in _tqdm(texts, desc="counting words", disable=not progress, mininterval=1):
-        if not isinstance(t, str):
-            raise TypeError(f"texts must be strings, got {type(t).__name__}")
-        counts.update(basic_tokenize(t, lowercase, strip_accents))
-    if not counts:
-        raise ValueError("cannot train a vocabulary on empty text")
-    if vocab_size < len(SPECIAL_TOKENS) + 1:
-        raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 1}")
-    vocab = train_wordpiece(counts, vocab_size, score=score, progress=progress)
-    return cls(vocab, lowercase=lowercase, strip_accents=strip_accents, **kwargs)
+_SPECIAL_ATTRS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+class WordPieceTokenizer:
+    "BERT's tokenizer (basic tokenization, WordPiece) with HF BertTokenizerFast's API."
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        lowercase: bool | None = None,
+        strip_accents: bool | None = None,
+        max_input_chars_per_word: int = 100,
+        model_max_length: int = 512,
+        *,
+        do_lower_case: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        clean_text: bool = True,
+        never_split: Iterable[str] | None = None,
+        do_basic_tokenize: bool = True,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        additional_special_tokens: Sequence[str] = (),
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        clean_up_tokenization_spaces: bool = False,
+        decoder_cleanup: bool = True,
+    ):
+        if (
+            lowercase is not None
+            and do_lower_case is not None
+            and lowercase != do_lower_case
+        ):
+            raise ValueError("lowercase and do_lower_case disagree: give one of them")
+        vocab = list(vocab)
+        if len(set(vocab)) != len(vocab):
+            dup = next(t for t, n in Counter(vocab).items() if n > 1)
+            raise ValueError(f"vocabulary has duplicate token {dup!r}")
+        for side, name in (
+            (padding_side, "padding_side"),
+            (truncation_side, "truncation_side"),
+        ):
+            if side not in ("right", "left"):
+                raise ValueError(f"{name} must be 'right' or 'left', not {side!r}")
+        self.ids_to_tokens = vocab
+        self.vocab = {t: i for i, t in enumerate(vocab)}
+        self.lowercase = (
+            True
+            if lowercase is None and do_lower_case is None
+            else bool(do_lower_case if lowercase is None else lowercase)
+        )
+        self.strip_accents, self.tokenize_chinese_chars = (
+            strip_accents,
+            tokenize_chinese_chars,
+        )
+        self.clean_text, self.do_basic_tokenize = clean_text, do_basic_tokenize
+        self.never_split = set(never_split or ())
+        self.max_input_chars_per_word, self.model_max_length = (
+            max_input_chars_per_word,
+            model_max_length,
+        )
+        self.padding_side, self.truncation_side = padding_side, truncation_side
+        self.clean_up_tokenization_spaces, self.decoder_cleanup = (
+            clean_up_tokenization_spaces,
+            decoder_cleanup,
+        )
+        self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
+        self.cls_token, self.mask_token = cls_token, mask_token
+        self.additional_special_tokens: list[str] = []
+        self.added_tokens: list[
+            str
+        ] = []  # ids from len(vocab) on, as HF's added tokens
+        self._special: set[str] = set()
+        for t in [getattr(self, a) for a in _SPECIAL_ATTRS] + list(
+            additional_special_tokens
+        ):
+            self._add(t, special=True)  # HF adds what the vocabulary lacks
+        self.additional_special_tokens = list(additional_special_tokens)
+        self._cache: dict[str, list[int]] = {}
+
+    # --- the vocabulary and its special tokens
+    @property
+    def do_lower_case(self) -> bool:
+        return self.lowercase
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.ids_to_tokens)
+
+    def __len__(self) -> int:
+        return len(self.ids_to_tokens) + len(self.added_tokens)
+
+    def __repr__(self) -> str:
+        n, low = self.vocab_size, self.lowercase
+        return f"WordPieceTokenizer(vocab_size={n}, lowercase={low})"
+
+    def get_vocab(self) -> dict[str, int]:
+        "Token to id, added tokens included."
+        return {
+            **self.vocab,
+            **{t: i for i, t in enumerate(self.added_tokens, self.vocab_size)},
+        }
+
+    def _id(self, token: str | None) -> int | None:
+        if token is None:
+            return None
+        i = self.vocab.get(token)
+        if i is None and token in self._added_index:
+            return self._added_index[token]
+        return i
+
+    pad_token_id = property(lambda self: self._id(self.pad_token))
+    unk_token_id = property(lambda self: self._id(self.unk_token))
+    cls_token_id = property(lambda self: self._id(self.cls_token))
+    sep_token_id = property(lambda self: self._id(self.sep_token))
+    mask_token_id = property(lambda self: self._id(self.mask_token))
+
+    @property
+    def special_tokens_map(self) -> dict:
+        "Attribute name to special-token string, as HF's."
+        m = {
+            a: getattr(self, a) for a in _SPECIAL_ATTRS if getattr(self, a) is not None
+        }
+        if self.additional_special_tokens:
+            m["additional_special_tokens"] = list(self.additional_special_tokens)
+        return m
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        "Every special token, in HF's order."
+        seen = [
+            getattr(self, a) for a in _SPECIAL_ATTRS
+        ] + self.additional_special_tokens
+        return list(dict.fromkeys(t for t in seen if t is not None))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self._id(t) for t in self.all_special_tokens]
+
+    def _add(self, token: str, special: bool) -> int:
+        if not isinstance(token, str) or not token:
+            raise TypeError(f"a token must be a non-empty str, not {token!r}")
+        new = token not in self.vocab and token not in self.added_tokens
+        if new:
+            self.added_tokens.append(token)
+        if special:
+            self._special.add(token)
+        self._added_index = {
+            t: i for i, t in enumerate(self.added_tokens, self.vocab_size)
+        }
+        # tokens matched whole in the text: the specials, and what add_tokens added
+        whole = sorted(self._special | set(self.added_tokens), key=len, reverse=True)
+        self._added_re = (
+            re.compile("(" + "|".join(map(re.escape, whole)) + ")") if whole else None
+        )
+        self._cache = {}
+        return int(new)
+
+    def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
+        "Add tokens (matched whole in text) after the vocabulary; returns the count."
+        if isinstance(new_tokens, str):
+            new_tokens = [new_tokens]
+        n = sum(self._add(t, special_tokens) for t in new_tokens)
+        if special_tokens:
+            self.additional_special_tokens += [
+                t for t in new_tokens if t not in self.additional_special_tokens
+            ]
+        return n
+
+    def add_special_tokens(self, special_tokens_dict: dict) -> int:
+        "Set special tokens by name (cls_token, ..., additional_special_tokens)."
+        n = 0
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                n += self.add_tokens(list(value), special_tokens=True)
+            elif key in _SPECIAL_ATTRS:
+                n += self._add(value, special=True)
+                setattr(self, key, value)
+            else:
+                raise ValueError(
+                    f"{key!r} is not a special-token attribute "
+                    f"({', '.join(_SPECIAL_ATTRS)}, additional_special_tokens)"
+                )
+        return n
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        "How many [CLS]/[SEP] tokens encoding adds."
+        return 3 if pair else 2
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        "Token(s) to id(s); unknown tokens give unk_token_id."
+        if isinstance(tokens, str):
+            i = self._id(tokens)
+            return self.unk_token_id if i is None else i
+        if not isinstance(tokens, (list, tuple)):
+            raise TypeError(
+                f"tokens must be a str or a list of str, not {type(tokens).__name__}"
+            )
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(
+        self, ids, skip_special_tokens: bool = False
+    ) -> str | list[str]:
+        "Id(s) to token(s)."
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, int):
+            if not 0 <= ids < len(self):
+                raise ValueError(
+                    f"token id {ids} is out of range for a vocabulary of {len(self)}"
+                )
+            return (
+                self.ids_to_tokens[ids]
+                if ids < self.vocab_size
+                else self.added_tokens[ids - self.vocab_size]
+            )
+        toks = [self.convert_ids_to_tokens(int(i)) for i in ids]
+        return (
+            [t for t in toks if t not in self._special] if skip_special_tokens else toks
+        )
+
+    # --- text to ids
+    def _words(self, text: str) -> list[str]:
+        if not self.do_basic_tokenize:  # HF: whitespace only, no lower-casing
+            return text.split()
+        opts = (
+            self.lowercase,
+            self.strip_accents,
+            self.clean_text,
+            self.tokenize_chinese_chars,
+        )
+        if not self.never_split:
+            return basic_tokenize(text, *opts)
+        words = []  # HF's BertTokenizer: never_split words are kept as they are
+        for w in normalize(
+            text, False, False, self.clean_text, self.tokenize_chinese_chars
+        ).split():
+            words += [w] if w in self.never_split else basic_tokenize(w, *opts)
+        return words
+
+    def _pieces(self, word: str) -> list[int]:
+        ids = self._cache.get(word)
+        if ids is None:
+            if word in self.never_split:
+                ids = [self.vocab.get(word, self.unk_token_id)]
+            else:
+                ids = [
+                    self.vocab[p] if p in self.vocab else self.unk_token_id
+                    for p in wordpiece(
+                        word, self.vocab, self.unk_token, self.max_input_chars_per_word
+                    )
+                ]
+            if len(self._cache) < 1_000_000:
+                self._cache[word] = ids
+        return ids
+
+    def _segment(self, text: str, offsets: bool = False, word: int = 0) -> list[tuple]:
+        "One text as (id, word index, (start, end)) triples; added tokens kept whole."
+        if not isinstance(text, str):
+            raise TypeError(f"expected text as str, got {type(text).__name__}")
+        if offsets and (self.never_split or not self.do_basic_tokenize):
+            raise ValueError(
+                "return_offsets_mapping is not available with never_split or "
+                "do_basic_tokenize=False (HF's fast tokenizer has neither)"
+            )
+        out, pos = [], 0
+        parts = self._added_re.split(text) if self._added_re is not None else [text]
+        for k, part in enumerate(parts):
+            if k % 2:
+                out.append((self._id(part), word, (pos, pos + len(part))))
+                word += 1
+            elif offsets:
+                opts = (
+                    self.lowercase,
+                    self.strip_accents,
+                    self.clean_text,
+                    self.tokenize_chinese_chars,
+                )
+                for w, where in _aligned_words(part, *opts):
+                    pieces = wordpiece(
+                        w, self.vocab, self.unk_token, self.max_input_chars_per_word
+                    )
+                    for i, (s, e) in zip(
+                        self._pieces(w), _piece_spans(pieces, w, self.unk_token)
+                    ):
+                        out.append((i, word, (pos + where[s], pos + where[e - 1] + 1)))
+                    word += 1
+            else:
+                for w in self._words(part):
+                    out += [(i, word, None) for i in self._pieces(w)]
+                    word += 1
+            pos += len(part)
+        return out
+
+    def _ids(self, text: str) -> list[int]:
+        return [t[0] for t in self._segment(text)]
+
+    def tokenize(self, text: str) -> list[str]:
+        "Text to WordPiece tokens, without [CLS]/[SEP]."
+        return self.convert_ids_to_tokens(self._ids(text))
+
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        add_special_tokens: bool = True,
+        **kwargs,
+    ) -> list[int]:
+        "Text (and optional second segment) to ids: [CLS] A [SEP] (B [SEP])."
+        if kwargs:  # truncation and the rest: the full call
+            kwargs = {"truncation": False, **kwargs, "padding": False, "return_tensors": None}
+            return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)[
+                "input_ids"
+            ]
+        a, b = self._ids(text), None if text_pair is None else self._ids(text_pair)
+        if not add_special_tokens:
+            return a + (b or [])
+        first, mid, last = self._special_ids(b is not None)
+        return first + a + mid + ([] if b is None else b + last)
+
+    def _special_ids(self, pair: bool) -> tuple[list, list, list]:
+        if self.cls_token_id is None or self.sep_token_id is None:
+            raise ValueError("add_special_tokens=True needs cls_token and sep_token")
+        return (
+            [self.cls_token_id],
+            [self.sep_token_id],
+            [self.sep_token_id] if pair else [],
+        )
+
+    def __call__(
+        self,
+        text=None,
+        text_pair=None,
+        add_special_tokens: bool = True,
+        padding=True,
+        truncation=True,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = "pt",
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        **kwargs,
+    ) -> BatchEncoding:
+        "Tokenize a text or a batch (and pairs) into input_ids, token_type_ids, mask."
+        if "texts" in kwargs and text is None:
+            text = kwargs.pop("texts")
+        if kwargs:
+            raise TypeError(f"unexpected keyword argument {next(iter(kwargs))!r}")
+        if is_split_into_words:
+            if not isinstance(text, (list, tuple)) or not all(
+                isinstance(w, (str, list, tuple)) for w in text
+            ):
+                raise TypeError(
+                    "is_split_into_words=True takes a list of words or a batch of them"
+                )
+            single = all(isinstance(w, str) for w in text)
+        else:
+            single = isinstance(text, str)
+        if single:
+            texts, pairs = [text], None if text_pair is None else [text_pair]
+        else:
+            if text is None or isinstance(text, (bytes, int, float)):
+                raise TypeError(
+                    f"text must be a str or a list of str, not {type(text).__name__}"
+                )
+            texts = list(text)
+            pairs = (
+                None
+                if text_pair is None
+                else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
+            )
+            if pairs is not None and len(pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
+        pad_strategy = _strategy(padding, "Padding", PADDING)
+        if (
+            truncation is None
+            and max_length is not None
+            and pad_strategy == "do_not_pad"
+        ):
+            truncation = True  # HF's rule for a lone max_length
+        trunc = _strategy(truncation, "Truncation", TRUNCATION)
+        limit = self.model_max_length if max_length is None else max_length
+        side = self.padding_side if padding_side is None else padding_side
+        if (pad_strategy != "do_not_pad" and trunc != "do_not_truncate" and pad_to_multiple_of
+                and max_length is not None and max_length % pad_to_multiple_of):
+            raise ValueError(f"Truncation and padding are both activated but truncation length "
+                             f"({max_length}) is not a multiple of pad_to_multiple_of "
+                             f"({pad_to_multiple_of}).")
+
+        def seg(t):
+            if not is_split_into_words:
+                return self._segment(t, return_offsets_mapping)
+            out = []
+            for k, w in enumerate(t):  # each word is tokenized alone; offsets within it
+                out += [
+                    (i, k, o) for i, _, o in self._segment(w, return_offsets_mapping)
+                ]
+            return out
+
+        cols = {
+            k: []
+            for k in (
+                "input_ids",
+                "token_type_ids",
+                "attention_mask",
+                "special_tokens_mask",
+                "offset_mapping",
+            )
+        }
+        words, seqs, sample = [], [], []
+        for n, t in enumerate(texts):
+            a, b = seg(t), None if pairs is None else seg(pairs[n])
+            specials = (3 if b is not None else 2) if add_special_tokens else 0
+            if trunc != "do_not_truncate" and limit < specials:  # as HF's Rust library
+                if stride:
+                    raise ValueError(
+                        f"stride={stride} is not smaller than max_length={limit} "
+                        "minus the special tokens"
+                    )
+                if b is None:
+                    raise ValueError(
+                        "Truncation error: Sequence to truncate too short to "
+                        "respect the provided max_length"
+                    )
+                combos = [(a, b)]
+            else:
+                combos = truncate_pair(
+                    a, b, limit - specials, trunc, stride, self.truncation_side
+                )
+            if not return_overflowing_tokens:
+                combos = combos[:1]
+            for a_, b_ in combos:
+                parts = [(a_, 0, False)] + ([] if b_ is None else [(b_, 1, False)])
+                if add_special_tokens:
+                    first, mid, last = self._special_ids(b_ is not None)
+                    sp = lambda ids: [(i, None, (0, 0)) for i in ids]
+                    parts = [
+                        (sp(first), 0, True),
+                        (a_, 0, False),
+                        (sp(mid), 0, True),
+                    ] + ([] if b_ is None else [(b_, 1, False), (sp(last), 1, True)])
+                ids, types, special, offs, wid, sid = [], [], [], [], [], []
+                for toks, seq, is_special in parts:
+                    for i, w, o in toks:
+                        ids.append(i)
+                        types.append(seq)
+                        special.append(int(is_special))
+                        offs.append(o)
+                        wid.append(None if is_special else w)
+                        sid.append(None if is_special else seq)
+                cols["input_ids"].append(ids)
+                cols["token_type_ids"].append(types)
+                cols["attention_mask"].append([1] * len(ids))
+                cols["special_tokens_mask"].append(special)
+                cols["offset_mapping"].append(offs)
+                words.append(wid)
+                seqs.append(sid)
+                sample.append(n)
+        width = _width(
+            [len(r) for r in cols["input_ids"]], pad_strategy, limit, pad_to_multiple_of
+        )
+        cols = pad_rows(cols, self.pad_token_id, width, side, [words, seqs])
+        keep = {
+            "token_type_ids": return_token_type_ids is not False,
+            "attention_mask": return_attention_mask is not False,
+            "special_tokens_mask": return_special_tokens_mask,
+            "offset_mapping": return_offsets_mapping,
+        }
+        out = {k: v for k, v in cols.items() if keep.get(k, True)}
+        if return_length:
+            out["length"] = [sum(m) for m in cols["attention_mask"]]
+        if return_overflowing_tokens:
+            out["overflow_to_sample_mapping"] = sample
+        out = _to_tensors(out, return_tensors)
+        if single and return_tensors is None and not return_overflowing_tokens:
+            out = {k: v[0] for k, v in out.items()}
+        return BatchEncoding(out, words, seqs)
+
+    def pad(
+        self,
+        encoded_inputs,
+        padding=True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        "Pad a list of encodings (or a dict of lists) to one length, as HF's pad."
+        if isinstance(encoded_inputs, (list, tuple)):
+            if not encoded_inputs or not all(
+                hasattr(e, "keys") for e in encoded_inputs
+            ):
+                raise ValueError(
+                    "pad takes a non-empty list of encodings (dicts with input_ids)"
+                )
+            keys = list(encoded_inputs[0].keys())
+            encoded_inputs = {k: [e[k] for e in encoded_inputs] for k in keys}
+        if "input_ids" not in encoded_inputs:
+            raise ValueError("pad needs input_ids in the encodings")
+        first = encoded_inputs["input_ids"]
+        first = first[0] if isinstance(first, (list, tuple)) and len(first) else first
+        if return_tensors is None:
+            return_tensors = (
+                "pt"
+                if type(first).__module__.startswith("torch")
+                else "np"
+                if type(first).__module__.startswith("numpy")
+                else None
+            )
+        rows = {
+            k: [list(r.tolist() if hasattr(r, "tolist") else r) for r in v]
+            for k, v in encoded_inputs.items()
+        }
+        if rows["input_ids"] and not isinstance(rows["input_ids"][0], list):
+            rows = {k: [v] for k, v in rows.items()}
+        if return_attention_mask is not False and "attention_mask" not in rows:
+            rows["attention_mask"] = [[1] * len(r) for r in rows["input_ids"]]
+        strategy = _strategy(padding, "Padding", PADDING)
+        limit = self.model_max_length if max_length is None else max_length
+        width = _width(
+            [len(r) for r in rows["input_ids"]], strategy, limit, pad_to_multiple_of
+        )
+        side = self.padding_side if padding_side is None else padding_side
+        return BatchEncoding(
+            _to_tensors(pad_rows(rows, self.pad_token_id, width, side), return_tensors)
+        )
+
+    # --- ids to text
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        "Tokens to text, as HF's WordPiece decoder."
+        return join_wordpieces(tokens, self.decoder_cleanup)
+
+    def decode(
+        self,
+        ids,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str:
+        "Ids back to text (HF's defaults: special tokens kept)."
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, int):
+            ids = [ids]
+        text = self.convert_tokens_to_string(
+            self.convert_ids_to_tokens(ids, skip_special_tokens)
+        )
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
+        return _tidy(text, _CLEANUP_TEXT) if clean else text
+
+    def batch_decode(
+        self,
+        sequences,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
+        "decode, row by row."
+        if hasattr(sequences, "tolist"):
+            sequences = sequences.tolist()
+        return [
+            self.decode(s, skip_special_tokens, clean_up_tokenization_spaces)
+            for s in sequences
+        ]
+
+    # --- training and files
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        score: str = "likelihood",
+        progress: bool = True,
+        **kwargs,
+    ) -> WordPieceTokenizer:
+        "Count the words of `texts`, learn a vocabulary of `vocab_size` tokens."
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of strings, not one string")
+        counts: Counter = Counter()
+        for t in _tqdm(
+            texts, desc="counting words", disable=not progress, mininterval=1
+        ):
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+            counts.update(basic_tokenize(t, lowercase, strip_accents))
+        if not counts:
+            raise ValueError("cannot train a vocabulary on empty text")
+        if vocab_size < len(SPECIAL_TOKENS) + 1:
+            raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 1}")
+        vocab = train_wordpiece(counts, vocab_size, score=score, progress=progress)
+        return cls(vocab, lowercase=lowercase, strip_accents=strip_accents, **kwargs)
+
+    def save_pretrained(self, directory) -> Path:
+        "Write vocab.txt, tokenizer.json and the configs HF reads."
+        return save_tokenizer(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> WordPieceTokenizer:
+        "Load a folder with vocab.txt or tokenizer.json (ours, HF's, a real BERT's)."
+        vocab, opts, added = load_tokenizer_files(path)
+        extra = opts.pop("additional_special_tokens", [])
+        tok = cls(vocab, **{**opts, **kwargs})
+        for t, special in added:                     # in id order
+            tok._add(t, special)
+        tok.add_tokens(extra, special_tokens=True)
+        return tok
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-030
-def _truncate_pair(a: list, b: list | None, budget: int):
-    "HF's 'longest_first': the shorter segment keeps up to half the budget, the longer one takes the rest."
-    if b is None:
-        return a[:max(budget, 0)], None
-    if len(a) + len(b) <= budget:
-        return a, b
-    if len(a) <= len(b):
-        n1 = min(len(a), budget // 2); return a[:n1], b[:budget - n1]
-    n2 = min(len(b), budget // 2); return a[:budget - n2], b[:n2]
+TRUNCATION = ("only_first", "only_second", "longest_first", "do_not_truncate")
+PADDING = ("longest", "max_length", "do_not_pad")
 
-@patch_to(WordPieceTokenizer)
-def __call__(self, texts, text_pair=None, padding=True, truncation=True, max_length: int | None = None,
-             return_tensors: str | None = "pt") -> BatchEncoding:
-    "Tokenize a string or a batch (and optional pairs) into input_ids, token_type_ids and attention_mask."
-    single = isinstance(texts, str)
-    texts = [texts] if single else list(texts)
-    pairs = None if text_pair is None else ([text_pair] if isinstance(text_pair, str) else list(text_pair))
-    if pairs is not None and len(pairs) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
-    limit = max_length or self.model_max_length
-    rows = []
-    for k, t in enumerate(texts):
-        a, b = self._ids(t), None if pairs is None else self._ids(pairs[k])
-        if truncation:
-            a, b = _truncate_pair(a, b, limit - (2 if b is None else 3))
-        ids = [self.cls_token_id] + a + [self.sep_token_id]
-        types = [0] * len(ids)
-        if b is not None:
-            ids += b + [self.sep_token_id]; types += [1] * (len(b) + 1)
-        rows.append((ids, types))
-    if padding in (True, "longest"): width = max(len(r[0]) for r in rows)
-    elif padding == "max_length": width = limit
-    elif padding in (False, None, "do_not_pad"): width = None
-    else: raise ValueError(f"padding must be True, False, 'longest' or 'max_length', not {padding!r}")
-    out = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
-    for ids, types in rows:
-        pad = 0 if width is None else max(width - len(ids), 0)
-        out["input_ids"].append(ids + [self.pad_token_id] * pad)
-        out["token_type_ids"].append(types + [0] * pad)
-        out["attention_mask"].append([1] * len(ids) + [0] * pad)
-    if return_tensors is not None:
-        if width is None and len({len(r) for r in out["input_ids"]}) > 1:
-            raise ValueError("sequences have different lengths: use padding=True to return tensors")
-        if return_tensors == "pt":
-            import torch
-            out = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
-        elif return_tensors == "np":
-            import numpy as np
-            out = {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+def _windows(seq: list, n: int, stride: int, side: str) -> list[list]:
+    "Cut `seq` to `n` items; the rest in windows sharing `stride` items."
+    if n >= len(seq):
+        return [seq]
+    if n == 0:
+        return [seq[:0], seq]
+    if stride >= n:
+        raise ValueError(
+            f"stride must be strictly less than max_len={n} (max_length minus the "
+            "special tokens)"
+        )
+    step, parts = n - stride, []
+    if side == "right":
+        for start in range(0, len(seq), step):
+            parts.append(seq[start : start + n])
+            if start + n >= len(seq):
+                break
+    else:
+        for stop in range(len(seq), 0, -step):
+            parts.append(seq[max(stop - n, 0) : stop])
+            if stop - n <= 0:
+                break
+    return parts
+
+
+def truncate_pair(
+    a: list,
+    b: list | None,
+    budget: int,
+    strategy: str = "longest_first",
+    stride: int = 0,
+    side: str = "right",
+) -> list[tuple[list, list | None]]:
+    "HF's truncation of one or two segments to `budget` tokens (kept, then overflow)."
+    if strategy == "do_not_truncate" or len(a) + len(b or []) <= budget:
+        return [(a, b)]
+    if budget == 0:
+        wa, wb = (
+            _windows(a, 0, stride, side),
+            None if b is None else _windows(b, 0, stride, side),
+        )
+    elif strategy == "longest_first":
+        if b is None:
+            wa, wb = _windows(a, budget, stride, side), None
         else:
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, not {return_tensors!r}")
-    elif single:
-        out = {k: v[0] for k, v in out.items()}
-    return BatchEncoding(out)
+            n1, n2 = sorted((len(a), len(b)))
+            n2 = n1 if n1 > budget else max(n1, budget - n1)
+            if n1 + n2 > budget:
+                n1, n2 = budget // 2, budget // 2 + budget % 2
+            if len(a) > len(b):
+                n1, n2 = n2, n1
+            wa, wb = _windows(a, n1, stride, side), _windows(b, n2, stride, side)
+    else:
+        if strategy == "only_second" and b is None:
+            raise ValueError("Truncation error: Second sequence not provided")
+        target = a if strategy == "only_first" else b
+        extra = len(a) + len(b or []) - budget
+        if len(target) <= extra:
+            raise ValueError(
+                "Truncation error: Sequence to truncate too short to respect the "
+                "provided max_length"
+            )
+        w = _windows(target, len(target) - extra, stride, side)
+        wa, wb = (
+            (w, None if b is None else [b]) if strategy == "only_first" else ([a], w)
+        )
+    if wb is None:
+        return [(x, None) for x in wa]
+    out = [(wa[0], wb[0])]  # HF's order: a's overflow with b, then b's
+    for x in wa[1:]:
+        out += [(x, wb[0])] + [(x, y) for y in wb[1:]]
+    out += [(wa[0], y) for y in wb[1:]]
+    return out
+
+
+def _strategy(value, kind: str, valid: tuple) -> str:
+    if value is True:
+        return valid[2] if kind == "Truncation" else "longest"
+    if value is False or value is None:
+        return "do_not_truncate" if kind == "Truncation" else "do_not_pad"
+    if value not in valid:
+        raise ValueError(
+            f"{value} is not a valid {kind}Strategy, please select one of {list(valid)}"
+        )
+    return value
+
+
+def _to_tensors(out: dict, return_tensors: str | None) -> dict:
+    if return_tensors is None:
+        return out
+    if return_tensors not in ("pt", "np"):
+        raise ValueError(
+            f"return_tensors must be 'pt', 'np' or None, not {return_tensors!r}"
+        )
+    tensors = {k: v for k, v in out.items() if k != "offset_mapping"}
+    if any(
+        len({len(r) for r in v}) > 1
+        for v in tensors.values()
+        if v and isinstance(v[0], list)
+    ):
+        raise ValueError(
+            "sequences have different lengths: use padding=True (and truncation=True) "
+            "to return tensors"
+        )
+    if return_tensors == "pt":
+        import torch
+
+        conv = lambda v: torch.tensor(v, dtype=torch.long)
+    else:
+        import numpy as np
+
+        conv = lambda v: np.array(v, dtype=np.int64)
+    return {k: conv(v) for k, v in out.items()}
+
+
+class BatchEncoding(dict):
+    "A tokenizer's output: a dict (keys read as attributes) with word and sequence ids."
+
+    def __init__(self, data=None, word_ids=None, sequence_ids=None):
+        super().__init__(data or {})
+        self._word_ids, self._sequence_ids = word_ids, sequence_ids
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def _row(self, table, batch_index: int):
+        if table is None:
+            raise ValueError(
+                "word_ids() and sequence_ids() need an encoding made by calling the "
+                "tokenizer"
+            )
+        return list(table[batch_index])
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        "Per token of row `batch_index`: its word's index (None: special token)."
+        return self._row(self._word_ids, batch_index)
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        "Per token of row `batch_index`: 0 (first text), 1 (second) or None."
+        return self._row(self._sequence_ids, batch_index)
+
+    def to(self, device) -> BatchEncoding:
+        "Move the tensors to `device`."
+        return BatchEncoding(
+            {k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()},
+            self._word_ids,
+            self._sequence_ids,
+        )
+
+
+_PAD_VALUE = {
+    "token_type_ids": 0,
+    "attention_mask": 0,
+    "special_tokens_mask": 1,
+    "offset_mapping": (0, 0),
+}
+
+
+def pad_rows(
+    rows: dict[str, list[list]],
+    pad_id: int | None,
+    width: int | None,
+    side: str,
+    extra: list[list] | None = None,
+) -> dict[str, list[list]]:
+    "Pad every list of `rows` (and the lists in `extra`) to `width` on `side`."
+    if width is None:
+        return rows
+    if side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', not {side!r}")
+    if pad_id is None and any(len(r) < width for r in rows["input_ids"]):
+        raise ValueError(
+            "Asking to pad but the tokenizer does not have a padding token."
+        )
+    out = {}
+    for key, col in list(rows.items()) + [(None, e) for e in (extra or [])]:
+        value = pad_id if key == "input_ids" else _PAD_VALUE.get(key)
+        new = []
+        for r in col:
+            fill = [value] * max(width - len(r), 0)
+            new.append(r + fill if side == "right" else fill + r)
+        if key is None:
+            col[:] = new
+        else:
+            out[key] = new
+    return out
+
+
+def _width(
+    lengths: list[int], strategy: str, max_length: int | None, multiple: int | None
+) -> int | None:
+    if strategy == "do_not_pad":
+        return None
+    w = max(lengths, default=0) if strategy == "longest" else max_length
+    if multiple and w % multiple:
+        w += multiple - w % multiple
+    return w
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-033
-@patch_to(WordPieceTokenizer)
-def save_pretrained(self, directory) -> Path:
-    "Write vocab.txt (one token per line) and tokenizer_config.json: loadable by transformers.BertTokenizer(Fast)."
-    d = Path(directory); d.mkdir(parents=True, exist_ok=True)
-    bad = [t for t in self.ids_to_tokens if not t or t != t.strip() or "\n" in t]
+_CLEANUP_TEXT = tuple(
+    r for r in _CLEANUP if r[0] != " do not"
+)  # HF's clean_up_tokenization
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _added_entry(i: int, t: str, special: bool) -> dict:
+    return {
+        "id": i,
+        "content": t,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": not special,
+        "special": special,
+    }
+
+
+def tokenizer_json(tok: WordPieceTokenizer) -> dict:
+    "The tokenizer.json of HF's fast tokenizer: the same pipeline, option for option."
+    if tok.never_split or not tok.do_basic_tokenize:
+        raise ValueError(
+            "never_split and do_basic_tokenize=False have no tokenizer.json form"
+        )
+    ids = {t: i for t, i in tok.get_vocab().items()}
+    cls, sep = tok.cls_token, tok.sep_token
+    spec = lambda t, k: {"SpecialToken": {"id": t, "type_id": k}}
+    seq = lambda s, k: {"Sequence": {"id": s, "type_id": k}}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            _added_entry(ids[t], t, t in tok._special)
+            for t in sorted(tok._special | set(tok.added_tokens), key=ids.get)
+        ],
+        "normalizer": {
+            "type": "BertNormalizer",
+            "clean_text": tok.clean_text,
+            "handle_chinese_chars": tok.tokenize_chinese_chars,
+            "strip_accents": tok.strip_accents,
+            "lowercase": tok.lowercase,
+        },
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [spec(cls, 0), seq("A", 0), spec(sep, 0)],
+            "pair": [
+                spec(cls, 0),
+                seq("A", 0),
+                spec(sep, 0),
+                seq("B", 1),
+                spec(sep, 1),
+            ],
+            "special_tokens": {
+                t: {"id": t, "ids": [ids[t]], "tokens": [t]} for t in (cls, sep)
+            },
+        },
+        "decoder": {
+            "type": "WordPiece",
+            "prefix": "##",
+            "cleanup": tok.decoder_cleanup,
+        },
+        "model": {
+            "type": "WordPiece",
+            "unk_token": tok.unk_token,
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": tok.max_input_chars_per_word,
+            "vocab": {t: i for i, t in enumerate(tok.ids_to_tokens)},
+        },
+    }
+
+
+def save_tokenizer(tok: WordPieceTokenizer, directory) -> Path:
+    "Write a tokenizer's files as HF does (vocab.txt, tokenizer_config.json, ...)."
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    bad = [t for t in tok.ids_to_tokens if not t or t != t.strip() or "\n" in t]
     if bad:
         raise ValueError(f"token {bad[0]!r} cannot be written to vocab.txt")
-    (d / "vocab.txt").write_text("\n".join(self.ids_to_tokens) + "\n", encoding="utf-8")
-    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase,
-              "strip_accents": self.strip_accents, "model_max_length": self.model_max_length,
-              "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-              "mask_token": "[MASK]", "tokenize_chinese_chars": True}
-    (d / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _atomic_text(d / "vocab.txt", "\n".join(tok.ids_to_tokens) + "\n")
+    ids = tok.get_vocab()
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": tok.lowercase,
+        "strip_accents": tok.strip_accents,
+        "tokenize_chinese_chars": tok.tokenize_chinese_chars,
+        "do_basic_tokenize": tok.do_basic_tokenize,
+        "never_split": sorted(tok.never_split) or None,
+        "model_max_length": tok.model_max_length,
+        "padding_side": tok.padding_side,
+        "truncation_side": tok.truncation_side,
+        "clean_up_tokenization_spaces": tok.clean_up_tokenization_spaces,
+        **tok.special_tokens_map,
+        "added_tokens_decoder": {
+            str(ids[t]): _added_entry(ids[t], t, t in tok._special)
+            for t in sorted(tok._special | set(tok.added_tokens), key=ids.get)
+        },
+    }
+    for e in config["added_tokens_decoder"].values():
+        del e["id"]
+    _atomic_text(
+        d / "tokenizer_config.json",
+        json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+    )
+    _atomic_text(
+        d / "special_tokens_map.json",
+        json.dumps(tok.special_tokens_map, indent=2, ensure_ascii=False) + "\n",
+    )
+    if tok.added_tokens:
+        _atomic_text(
+            d / "added_tokens.json",
+            json.dumps(
+                {t: i for i, t in enumerate(tok.added_tokens, tok.vocab_size)},
+                ensure_ascii=False,
+            )
+            + "\n",
+        )
+    if tok.never_split or not tok.do_basic_tokenize:
+        (d / "tokenizer.json").unlink(
+            missing_ok=True
+        )  # HF's fast tokenizer cannot express them
+    else:
+        _atomic_text(
+            d / "tokenizer.json",
+            json.dumps(tokenizer_json(tok), ensure_ascii=False) + "\n",
+        )
     return d
+
 
 def _read_vocab_txt(vocab_file: Path) -> list[str]:
     try:
         text = vocab_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{vocab_file} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise ValueError(
+            f"{vocab_file} is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     vocab = text.split("\n")
-    if vocab[-1] == "": vocab.pop()
+    if vocab[-1] == "":
+        vocab.pop()
     return vocab
 
-def _read_tokenizer_json(path: Path) -> tuple[list[str], dict]:
-    "Vocabulary and options from the tokenizer.json that HF's fast tokenizers save."
+
+def _refuse(path: Path, what: str) -> None:
+    raise ValueError(f"{path}: {what} is not supported by WordPieceTokenizer")
+
+
+def _read_tokenizer_json(path: Path) -> tuple[list[str], dict, list]:
+    "Vocabulary, options, added tokens of a tokenizer.json; refuse what we cannot do."
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
-        model, norm = spec["model"], spec.get("normalizer") or {}
+        model = spec["model"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a tokenizer.json file ({e})") from None
     if model.get("type") != "WordPiece":
         raise ValueError(f"{path} holds a {model.get('type')} tokenizer, not WordPiece")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        _refuse(
+            path, f"continuing_subword_prefix={model['continuing_subword_prefix']!r}"
+        )
+    for key in ("truncation", "padding"):
+        if spec.get(key) is not None:
+            _refuse(path, f"a stored {key} setting")
     by_id = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     if [i for _, i in by_id] != list(range(len(by_id))):
         raise ValueError(f"{path}: token ids are not 0..{len(by_id) - 1}")
-    opts = {"max_input_chars_per_word": model.get("max_input_chars_per_word", 100)}
-    if norm.get("type") == "BertNormalizer":
-        opts.update(lowercase=norm.get("lowercase", True), strip_accents=norm.get("strip_accents"))
-    return [t for t, _ in by_id], opts
+    opts = {
+        "max_input_chars_per_word": model.get("max_input_chars_per_word", 100),
+        "unk_token": model.get("unk_token", "[UNK]"),
+    }
+    norm = spec.get("normalizer")
+    if norm is None:
+        opts.update(
+            lowercase=False,
+            strip_accents=False,
+            clean_text=False,
+            tokenize_chinese_chars=False,
+        )
+    elif norm.get("type") == "BertNormalizer":
+        opts.update(
+            lowercase=norm.get("lowercase", True),
+            strip_accents=norm.get("strip_accents"),
+            clean_text=norm.get("clean_text", True),
+            tokenize_chinese_chars=norm.get("handle_chinese_chars", True),
+        )
+    else:
+        _refuse(path, f"the normalizer {norm.get('type')!r}")
+    pre = spec.get("pre_tokenizer") or {}
+    if pre.get("type") != "BertPreTokenizer":
+        _refuse(path, f"the pre_tokenizer {pre.get('type')!r}")
+    dec = spec.get("decoder") or {}
+    if dec.get("type") != "WordPiece" or dec.get("prefix", "##") != "##":
+        _refuse(path, f"the decoder {dec.get('type')!r}")
+    opts["decoder_cleanup"] = dec.get("cleanup", True)
+    post = spec.get("post_processor") or {}
+    if post.get("type") not in ("TemplateProcessing", "BertProcessing"):
+        _refuse(path, f"the post_processor {post.get('type')!r}")
+    if post.get("type") == "BertProcessing":
+        opts.update(cls_token=post["cls"][0], sep_token=post["sep"][0])
+    else:
+        want = lambda c, s: [
+            {"SpecialToken": {"id": c, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": s, "type_id": 0}},
+        ]
+        single = post.get("single", [])
+        cls = single[0].get("SpecialToken", {}).get("id") if single else None
+        sep = single[-1].get("SpecialToken", {}).get("id") if single else None
+        pair = want(cls, sep) + [
+            {"Sequence": {"id": "B", "type_id": 1}},
+            {"SpecialToken": {"id": sep, "type_id": 1}},
+        ]
+        if single != want(cls, sep) or post.get("pair") != pair:
+            _refuse(
+                path,
+                "a post_processor template other than BERT's [CLS] A [SEP] B [SEP]",
+            )
+        opts.update(cls_token=cls, sep_token=sep)
+    vocab = [t for t, _ in by_id]
+    added = []
+    for e in sorted(spec.get("added_tokens", []), key=lambda e: e["id"]):
+        if e["content"] in model["vocab"]:
+            continue
+        if e["id"] != len(vocab) + len(added):
+            raise ValueError(
+                f"{path}: added token {e['content']!r} has id {e['id']}, "
+                f"expected {len(vocab) + len(added)}"
+            )
+        if e.get("single_word") or e.get("lstrip") or e.get("rstrip"):
+            _refuse(
+                path, f"single_word/lstrip/rstrip on the added token {e['content']!r}"
+            )
+        added.append((e["content"], bool(e.get("special"))))
+    return vocab, opts, added
 
-@patch_to(WordPieceTokenizer)
-@classmethod
-def from_pretrained(cls, path, **kwargs) -> "WordPieceTokenizer":
-    "Load from a directory with vocab.txt or tokenizer.json (ours, HF's, a downloaded BERT's), or from such a file."
+
+_CONFIG_KEYS = {
+    "do_lower_case": "lowercase",
+    "strip_accents": "strip_accents",
+    "tokenize_chinese_chars": "tokenize_chinese_chars",
+    "never_split": "never_split",
+    "do_basic_tokenize": "do_basic_tokenize",
+    "padding_side": "padding_side",
+    "truncation_side": "truncation_side",
+    "clean_up_tokenization_spaces": "clean_up_tokenization_spaces",
+    **{a: a for a in _SPECIAL_ATTRS},
+}
+_UNSUPPORTED = {"split_special_tokens": False, "add_prefix_space": None}
+
+
+def load_tokenizer_files(path) -> tuple[list[str], dict, list]:
+    "Read vocab.txt or tokenizer.json and tokenizer_config.json."
     p = Path(path)
-    candidates = [p / "vocab.txt", p / "tokenizer.json"] if p.is_dir() else [p]
+    candidates = [p / "tokenizer.json", p / "vocab.txt"] if p.is_dir() else [p]
     found = next((f for f in candidates if f.is_file()), None)
     if found is None:
-        raise FileNotFoundError(f"no vocabulary file at {p}" + (" (looked for vocab.txt and tokenizer.json)"
-                                                                if p.is_dir() else ""))
-    opts = {}
+        raise FileNotFoundError(
+            f"no vocabulary file at {p}"
+            + (" (looked for vocab.txt and tokenizer.json)" if p.is_dir() else "")
+        )
+    opts, added = {}, []
     if found.suffix == ".json":
-        vocab, opts = _read_tokenizer_json(found)
+        vocab, opts, added = _read_tokenizer_json(found)
     else:
         vocab = _read_vocab_txt(found)
+        extra = found.parent / "added_tokens.json"
+        if extra.exists():
+            table = json.loads(extra.read_text(encoding="utf-8"))
+            added = [(t, False) for t, _ in sorted(table.items(), key=lambda kv: kv[1])]
     if not vocab:
         raise ValueError(f"{found} is empty")
     cfg_file = found.parent / "tokenizer_config.json"
     if cfg_file.exists():
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        if "do_lower_case" in cfg: opts["lowercase"] = cfg["do_lower_case"]
-        if "strip_accents" in cfg: opts["strip_accents"] = cfg["strip_accents"]
-        if isinstance(cfg.get("model_max_length"), int) and cfg["model_max_length"] < 10**9:
+        cls_name = cfg.get("tokenizer_class")
+        if cls_name and cls_name not in ("BertTokenizer", "BertTokenizerFast"):
+            _refuse(cfg_file, f"tokenizer_class {cls_name!r}")
+        for key, default in _UNSUPPORTED.items():
+            if cfg.get(key, default) != default:
+                _refuse(cfg_file, f"{key}={cfg[key]!r}")
+        for key, name in _CONFIG_KEYS.items():
+            if key in cfg:
+                value = cfg[key]
+                if key in _SPECIAL_ATTRS and isinstance(value, dict):
+                    value = value["content"]
+                opts[name] = value
+        if (
+            isinstance(cfg.get("model_max_length"), int)
+            and cfg["model_max_length"] < 10**9
+        ):
             opts["model_max_length"] = cfg["model_max_length"]
-    try:
-        return cls(vocab, **{**opts, **kwargs})
-    except ValueError as e:
-        raise ValueError(f"{found}: {e}") from None
+        specials = (
+            cfg.get("additional_special_tokens")
+            or cfg.get("extra_special_tokens")
+            or []
+        )
+        if isinstance(specials, dict):
+            specials = list(specials.values())
+        opts["additional_special_tokens"] = [
+            s["content"] if isinstance(s, dict) else s for s in specials
+        ]
+        known = {t for t, _ in added}
+        for e in (cfg.get("added_tokens_decoder") or {}).values():
+            if e["content"] not in known and e["content"] not in vocab:
+                added.append((e["content"], bool(e.get("special"))))
+                known.add(e["content"])
+    if opts.get("never_split") is None:
+        opts.pop("never_split", None)
+    return vocab, opts, added
