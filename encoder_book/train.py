@@ -2,24 +2,39 @@
 
 # %% ../chapters/00c_training.ipynb #00ctra-003
 from __future__ import annotations
-import atexit, dataclasses, json, math, os, random, re, shutil, time, warnings
+
+import atexit
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 import numpy as np
 import torch
-from torch import nn
 import torch.distributed as dist
+from torch import nn
 from tqdm.auto import tqdm as _tqdm
+
 from .core import get_device, set_seed
 from .data import TokenizedData, atomic_write, make_batches
 
 # %% auto #0
-__all__ = ['PRESETS', 'ModelOutput', 'TrainConfig', 'param_groups', 'linear_schedule', 'make_optimizer', 'DistInfo', 'dist_info',
+__all__ = ['CPU_BF16_AUTO', 'PRESETS', 'ModelOutput', 'cuda_capability', 'cpu_has_native_bf16', 'resolve_precision',
+           'TrainConfig', 'param_groups', 'linear_schedule', 'make_optimizer', 'DistInfo', 'dist_info',
            'init_distributed', 'evaluate', 'predict', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'load_checkpoint', 'save_model', 'History', 'read_metrics',
-           'plot_metrics', 'fit']
+           'plot_metrics', 'TrainRun', 'setup_run', 'next_batch', 'train_step', 'log_step', 'evaluate_step',
+           'checkpoint_step', 'fit']
 
 # %% ../chapters/00c_training.ipynb #00ctra-006
 @dataclass
@@ -31,6 +46,49 @@ class ModelOutput:
 def _get(out, name: str):
     "Read `loss`/`logits` from a ModelOutput, an HF output or a dict."
     return out.get(name) if isinstance(out, dict) else getattr(out, name, None)
+
+# %% ../chapters/00c_training.ipynb #68a53b71
+# measured by benchmarks/precision.py on a CPU with AMX: see below
+CPU_BF16_AUTO = False
+
+
+def cuda_capability(device=None) -> tuple[int, int] | None:
+    "The CUDA compute capability (major, minor) of `device`, or None without CUDA."
+    if not torch.cuda.is_available():
+        return None
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo") -> bool:
+    "True where the CPU does bfloat16 arithmetic in hardware (AVX512-BF16 or AMX)."
+    cap = torch.backends.cpu.get_cpu_capability().upper()  # e.g. 'AVX2', 'AVX512'
+    if "AMX" in cap or "BF16" in cap:
+        return True
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no flags to read
+        return False
+    flags = {
+        f for line in re.findall(r"^flags\s*:(.*)$", text, re.M) for f in line.split()
+    }
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, device) -> str:
+    "'fp32', 'bf16' or 'fp16' for `device`; 'auto': what the hardware does natively."
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(
+            f"precision must be 'fp32', 'bf16', 'fp16' or 'auto', not {precision!r}"
+        )
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":  # is_bf16_supported() is True on T4/V100 too,
+        cap = cuda_capability(device)  # through emulation: ask the hardware
+        return "bf16" if cap is not None and cap >= (8, 0) else "fp16"
+    if device.type == "cpu" and CPU_BF16_AUTO and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
 
 # %% ../chapters/00c_training.ipynb #00ctra-010
 PRESETS = {  # sizes that fit the machine: a 2-core laptop CPU, or one GPU
@@ -66,7 +124,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None             # None: CUDA, MPS or CPU, whichever is here
     preset: str | None = None             # 'cpu' or 'gpu'; None: from the device
-    precision: str = "auto"               # 'fp32', 'bf16', 'fp16'; auto: bf16 (or fp16) on CUDA, else fp32
+    precision: str = "auto"               # 'fp32', 'bf16', 'fp16'; auto: see resolve_precision
     compile: bool = False                 # torch.compile the model
     bucket: bool = True                   # length-bucketed batches
     drop_last: bool = True                # drop the examples that do not fill the last batch of an epoch
@@ -81,10 +139,7 @@ class TrainConfig:
             raise ValueError(f"preset must be one of {list(PRESETS)}, not {self.preset!r}")
         for k, v in PRESETS[self.preset].items():
             if getattr(self, k) is None: setattr(self, k, v)
-        if self.precision == "auto":
-            self.precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if kind == "cuda" else "fp32"
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be 'fp32', 'bf16', 'fp16' or 'auto', not {self.precision!r}")
+        self.precision = resolve_precision(self.precision, self.device)
         self.betas = tuple(self.betas)
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
@@ -93,39 +148,83 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 # %% ../chapters/00c_training.ipynb #00ctra-013
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay the weight matrices and embeddings, not biases or normalisation weights.
-    A parameter with an `lr_scale` attribute (layer-wise decay, chapter 7) goes to a group with that scale."""
+
+def param_groups(
+    model: nn.Module, weight_decay: float, lr_scales: dict[str, float] | None = None
+) -> list[dict]:
+    """AdamW groups: decay weight matrices and embeddings, not biases or norm weights.
+    `lr_scales` maps parameter names to a learning-rate scale (layer-wise decay)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    if lr_scales is not None:
+        unknown = sorted(set(lr_scales) - set(names.values()))
+        if unknown:
+            raise ValueError(
+                f"lr_scales names parameters the model does not have: {unknown[:5]}"
+            )
     groups, seen = {}, set()
     for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen: continue
+        for _, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
             seen.add(id(p))
             decay = not (p.ndim < 2 or isinstance(module, _NORMS))
-            scale = float(getattr(p, "lr_scale", 1.0))
-            key = (not decay, -scale)                     # decayed groups first, then the largest scales first
+            if lr_scales is not None:
+                scale = float(lr_scales.get(names[id(p)], 1.0))
+            else:  # older callers: a `p.lr_scale` attribute
+                scale = float(getattr(p, "lr_scale", 1.0))
+            key = (not decay, -scale)  # decayed first, then the largest scales
             if key not in groups:
-                groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0}
-                if scale != 1.0: groups[key]["lr_scale"] = scale
+                groups[key] = {
+                    "params": [],
+                    "weight_decay": weight_decay if decay else 0.0,
+                }
+                if scale != 1.0:
+                    groups[key]["lr_scale"] = scale
             groups[key]["params"].append(p)
     return [groups[k] for k in sorted(groups)]
 
+
 def linear_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
-    "Learning-rate factor at `step`: linear warm-up from 0 to 1, then linear decay to 0 at `total_steps`."
+    "Learning-rate factor at `step`: linear warm-up from 0 to 1, then decay to 0."
     if step < warmup_steps:
         return step / max(1, warmup_steps)
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
-def make_optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
-    "AdamW (decoupled weight decay, with our parameter groups) and its warm-up + linear-decay schedule."
-    warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * total_steps)
-    groups = param_groups(model, config.weight_decay)
+
+def make_optimizer(
+    model: nn.Module,
+    config: TrainConfig,
+    total_steps: int,
+    groups: list[dict] | None = None,
+):
+    "AdamW over `groups` (default `param_groups`), at lr x each `lr_scale`; schedule."
+    warmup = (
+        config.warmup_steps
+        if config.warmup_steps is not None
+        else int(config.warmup_ratio * total_steps)
+    )
+    if groups is None:
+        groups = param_groups(model, config.weight_decay)
+    elif not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise TypeError("param_groups must be a list of dicts with a 'params' key")
+    groups = [{**g, "params": list(g["params"])} for g in groups]
     for g in groups:
-        if "lr_scale" in g: g["lr"] = config.lr * g["lr_scale"]
-    opt = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_schedule(s, warmup, total_steps))
+        if "lr_scale" in g:
+            g["lr"] = config.lr * g["lr_scale"]
+    opt = torch.optim.AdamW(
+        groups,
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: linear_schedule(s, warmup, total_steps)
+    )
     return opt, sched
 
 # %% ../chapters/00c_training.ipynb #00ctra-020
@@ -368,151 +467,393 @@ def plot_metrics(source, title: str | None = None):
     fig.tight_layout()
     return fig
 
-# %% ../chapters/00c_training.ipynb #00ctra-033
-def fit(model: nn.Module, train_data: TokenizedData, eval_data: TokenizedData | None = None,
-        config: TrainConfig | None = None, out_dir=None, resume: bool | str | Path = False,
-        transform: Callable[[dict], dict] | None = None) -> History:
-    "Train `model` (`model(**batch).loss`) on `train_data`; evaluate, log, checkpoint; one process or many (DDP)."
+# %% ../chapters/00c_training.ipynb #b846d0d4
+@dataclass
+class TrainRun:
+    "Everything `fit` carries from one step to the next; `setup_run` builds it."
+
+    model: nn.Module  # the plain model (what is saved)
+    fwd: nn.Module  # what batches go through: compiled and/or DDP
+    train_data: TokenizedData
+    eval_data: TokenizedData | None
+    config: TrainConfig
+    info: DistInfo
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any  # a GradScaler for fp16, else None
+    state: dict  # step, epoch, batch, best, ...: what a checkpoint keeps
+    history: History
+    total: int  # optimizer steps of the whole run
+    per_epoch: int
+    parts: int  # micro-batches per step, over all processes
+    out: Path | None = None
+    metrics_file: Path | None = None
+    best_state: dict | None = None
+    transform: Callable[[dict], dict] | None = None
+    # training loss summed since the last log record
+    run_sum: torch.Tensor | None = None
+    run_n: int = 0
+    t0: float = 0.0
+    batches: list | None = None  # this epoch's batches
+    batches_epoch: int | None = None
+
+    @property
+    def step(self) -> int:
+        "Optimizer steps taken so far."
+        return self.state["step"]
+
+    def log(self, record: dict) -> None:
+        "Append a record to the history and (on rank 0) to OUT/metrics.jsonl."
+        self.history.append(record)
+        if self.metrics_file is not None:
+            with open(self.metrics_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+# %% ../chapters/00c_training.ipynb #91a190f0
+_RESUME_KEYS = (
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "weight_decay",
+    "epochs",
+    "max_steps",
+    "warmup_ratio",
+    "warmup_steps",
+    "seed",
+    "bucket",
+    "drop_last",
+)
+
+
+def setup_run(
+    model: nn.Module,
+    train_data: TokenizedData,
+    eval_data: TokenizedData | None = None,
+    config: TrainConfig | None = None,
+    out_dir=None,
+    resume: bool | str | Path = False,
+    transform: Callable[[dict], dict] | None = None,
+    param_groups: list[dict] | None = None,
+) -> TrainRun:
+    "Step 1 of `fit`: check, place the model, build optimizer and scaler, resume, wrap."
     cfg = config or TrainConfig()
     if not hasattr(train_data, "lengths") or not hasattr(train_data, "collate"):
-        raise TypeError("train_data must be a TokenizedData (see encoder_book.data.tokenize_dataset)")
+        raise TypeError(
+            "train_data must be a TokenizedData "
+            "(see encoder_book.data.tokenize_dataset)"
+        )
     info = init_distributed(torch.device(cfg.device).type)
     device = torch.device(cfg.device)
     if device.type == "cuda" and info.world_size > 1:
-        device = torch.device("cuda", info.local_rank); torch.cuda.set_device(device)
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
     parts = cfg.grad_accum * info.world_size
     if cfg.batch_size % parts:
-        raise ValueError(f"batch_size {cfg.batch_size} is not a multiple of grad_accum x processes = {parts}")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is not a multiple of "
+            f"grad_accum x processes = {parts}"
+        )
     if len(train_data) < cfg.batch_size:
-        raise ValueError(f"{len(train_data)} training examples are fewer than one batch of {cfg.batch_size}")
-    lengths = train_data.lengths
-    per_epoch = len(train_data) // cfg.batch_size if cfg.drop_last else math.ceil(len(train_data) / cfg.batch_size)
+        raise ValueError(
+            f"{len(train_data)} training examples are fewer than one batch "
+            f"of {cfg.batch_size}"
+        )
+    n = len(train_data)
+    per_epoch = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     out = Path(out_dir) if out_dir is not None else None
 
     set_seed(cfg.seed)
     model.to(device)
-    optimizer, scheduler = make_optimizer(model, cfg, total)
+    optimizer, scheduler = make_optimizer(model, cfg, total, param_groups)
     scaler = None
-    if cfg.precision == "fp16":   # float16 needs its loss scaled so that small gradients do not underflow
-        scaler = torch.amp.GradScaler(device.type) if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
-    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "running": [0.0, 0],
-             "seconds": 0.0, "stopped_early": False, "history": [], "world_size": info.world_size}
+    # float16 needs its loss scaled: small gradients underflow
+    if cfg.precision == "fp16":
+        scaler = (
+            torch.amp.GradScaler(device.type)
+            if hasattr(torch.amp, "GradScaler")
+            else torch.cuda.amp.GradScaler()
+        )  # torch < 2.3
+    state = {
+        "step": 0,
+        "epoch": 0,
+        "batch": 0,
+        "best": None,
+        "bad_evals": 0,
+        "running": [0.0, 0],
+        "seconds": 0.0,
+        "stopped_early": False,
+        "history": [],
+        "world_size": info.world_size,
+    }
     ckpt = None
     if resume:
-        ckpt = Path(resume) if not isinstance(resume, bool) else latest_checkpoint(out) if out else None
+        ckpt = (
+            Path(resume)
+            if not isinstance(resume, bool)
+            else latest_checkpoint(out)
+            if out
+            else None
+        )
         if ckpt is None and info.main:
             print("resume: no checkpoint found, starting from the beginning")
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, scheduler, scaler)
         saved = state.get("config", {})
-        changed = [k for k in ("batch_size", "grad_accum", "lr", "weight_decay", "epochs", "max_steps", "warmup_ratio",
-                               "warmup_steps", "seed", "bucket", "drop_last") if k in saved and saved[k] != getattr(cfg, k)]
+        changed = [
+            k for k in _RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)
+        ]
         if changed and info.main:
-            warnings.warn(f"resuming with another {', '.join(changed)} than the checkpoint's: the run will differ "
-                          f"from one that never stopped")
-        if info.main: print(f"resumed from {ckpt.name} (step {state['step']} of {total})")
+            warnings.warn(
+                f"resuming with another {', '.join(changed)} than the "
+                f"checkpoint's: the run will differ from one that never stopped"
+            )
+        if info.main:
+            print(f"resumed from {ckpt.name} (step {state['step']} of {total})")
     best_state = state.pop("best_state", None)
     history = History(state["history"])
     history.stopped_early = state["stopped_early"]
 
     fwd = torch.compile(model) if cfg.compile else model
     if info.world_size > 1:
-        fwd = nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None,
-                                                  find_unused_parameters=cfg.find_unused_parameters)
+        ids = [device.index] if device.type == "cuda" else None
+        fwd = nn.parallel.DistributedDataParallel(
+            fwd, device_ids=ids, find_unused_parameters=cfg.find_unused_parameters
+        )
     metrics_file = out / "metrics.jsonl" if out is not None and info.main else None
-    if metrics_file is not None:   # a fresh run starts an empty log; a resumed one, the log of its checkpoint
+    if (
+        metrics_file is not None
+    ):  # a fresh run: an empty log; a resumed one: its checkpoint's
         atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in history))
-        atomic_write(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        for stale in (out / "checkpoints").glob(".tmp-step-*"): shutil.rmtree(stale, ignore_errors=True)
-
-    def log(record: dict):
-        history.append(record)
-        if metrics_file is not None:
-            with open(metrics_file, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
-
-    greater = cfg.greater_is_better if cfg.greater_is_better is not None else not cfg.metric.endswith("loss")
+        atomic_write(
+            out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n"
+        )
+        for stale in (out / "checkpoints").glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     run_sum = torch.tensor(state["running"][0], dtype=torch.float64, device=device)
-    run_n = state["running"][1]
-    bar = _tqdm(total=total, initial=state["step"], desc="training", disable=not (cfg.progress and info.main),
-                mininterval=1.0, dynamic_ncols=True)
-    t0, stop, batches, batches_epoch = time.perf_counter(), history.stopped_early, None, None
-    model.train()
-    while state["step"] < total and not stop:
-        if batches_epoch != state["epoch"]:        # the order of an epoch depends only on (seed, epoch)
-            batches = [b for b in make_batches(lengths, cfg.batch_size, True, cfg.bucket, cfg.seed, state["epoch"],
-                                               cfg.drop_last) if len(b) >= parts]
-            batches_epoch = state["epoch"]
-        idx = batches[state["batch"]]
-        lr = scheduler.get_last_lr()[0]
-        step_loss = torch.zeros((), dtype=torch.float64, device=device)
-        micro = _shards(idx, lengths, cfg.grad_accum, info)
-        for k, part in enumerate(micro):
-            batch = train_data.collate(part)
-            if transform is not None: batch = transform(batch)
-            batch = _to(batch, device)
-            weight = len(part) * info.world_size / len(idx)       # mean over the global batch
-            sync = fwd.no_sync() if info.world_size > 1 and k < len(micro) - 1 else nullcontext()
-            with sync:
-                with _autocast(device, cfg.precision):
-                    loss = _get(fwd(**batch), "loss")
-                (scaler.scale(loss * weight) if scaler else loss * weight).backward()
-            step_loss += loss.detach().double() * len(part)
-        if scaler is not None: scaler.unscale_(optimizer)
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        if scaler is not None:
-            scaler.step(optimizer); scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        run_sum += _sum(step_loss, info) / len(idx); run_n += 1
-        state["step"] += 1; state["batch"] += 1
-        if state["batch"] == len(batches):
-            state["epoch"] += 1; state["batch"] = 0
-        step = state["step"]
-        bar.update(1)
+    return TrainRun(
+        model,
+        fwd,
+        train_data,
+        eval_data,
+        cfg,
+        info,
+        device,
+        optimizer,
+        scheduler,
+        scaler,
+        state,
+        history,
+        total,
+        per_epoch,
+        parts,
+        out,
+        metrics_file,
+        best_state,
+        transform,
+        run_sum,
+        state["running"][1],
+        time.perf_counter(),
+    )
 
-        if step % cfg.log_every == 0 or step == total:
-            rec = {"step": step, "epoch": round(step / per_epoch, 4), "loss": (run_sum / run_n).item(), "lr": lr,
-                   "grad_norm": float(grad_norm)}
-            run_sum.zero_(); run_n = 0
-            log(rec)
+# %% ../chapters/00c_training.ipynb #48e754bc
+def next_batch(run: TrainRun) -> np.ndarray:
+    "The indices of the next global batch; an epoch's order depends on (seed, epoch)."
+    cfg, state = run.config, run.state
+    if run.batches_epoch != state["epoch"]:
+        run.batches = [
+            b
+            for b in make_batches(
+                run.train_data.lengths,
+                cfg.batch_size,
+                True,
+                cfg.bucket,
+                cfg.seed,
+                state["epoch"],
+                cfg.drop_last,
+            )
+            if len(b) >= run.parts
+        ]
+        run.batches_epoch = state["epoch"]
+    return run.batches[state["batch"]]
+
+
+def train_step(run: TrainRun, idx: np.ndarray) -> tuple[float, torch.Tensor]:
+    "Step 2: forward/backward over the micro-batches of `idx`, clip, step: (lr, norm)."
+    cfg, info, state, scaler = run.config, run.info, run.state, run.scaler
+    lr = run.scheduler.get_last_lr()[0]
+    step_loss = torch.zeros((), dtype=torch.float64, device=run.device)
+    micro = _shards(idx, run.train_data.lengths, cfg.grad_accum, info)
+    for k, part in enumerate(micro):
+        batch = run.train_data.collate(part)
+        if run.transform is not None:
+            batch = run.transform(batch)
+        batch = _to(batch, run.device)
+        weight = len(part) * info.world_size / len(idx)  # mean over the global batch
+        last = k == len(micro) - 1
+        sync = run.fwd.no_sync() if info.world_size > 1 and not last else nullcontext()
+        with sync:
+            with _autocast(run.device, cfg.precision):
+                loss = _get(run.fwd(**batch), "loss")
+            (scaler.scale(loss * weight) if scaler else loss * weight).backward()
+        step_loss += loss.detach().double() * len(part)
+    if scaler is not None:
+        scaler.unscale_(run.optimizer)
+    grad_norm = nn.utils.clip_grad_norm_(
+        run.model.parameters(), cfg.max_grad_norm or float("inf")
+    )
+    if scaler is not None:
+        scaler.step(run.optimizer)  # skipped when the gradients overflowed
+        scaler.update()
+    else:
+        run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.run_sum += _sum(step_loss, info) / len(idx)
+    run.run_n += 1
+    state["step"] += 1
+    state["batch"] += 1
+    if state["batch"] == len(run.batches):
+        state["epoch"] += 1
+        state["batch"] = 0
+    return lr, grad_norm
+
+# %% ../chapters/00c_training.ipynb #45f5a535
+def log_step(run: TrainRun, lr: float, grad_norm) -> dict | None:
+    "Step 3: every `log_every` steps (and at the end), the mean loss since the last."
+    step = run.step
+    if step % run.config.log_every and step != run.total:
+        return None
+    rec = {
+        "step": step,
+        "epoch": round(step / run.per_epoch, 4),
+        "loss": (run.run_sum / run.run_n).item(),
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+    }
+    run.run_sum.zero_()
+    run.run_n = 0
+    run.log(rec)
+    return rec
+
+# %% ../chapters/00c_training.ipynb #9115b500
+def evaluate_step(run: TrainRun, write: Callable[[str], Any] = print) -> bool:
+    "Step 4: evaluate when due, keep the best; True when early stopping is due."
+    cfg, state, step = run.config, run.state, run.step
+    due = step % cfg.eval_every == 0 if cfg.eval_every else state["batch"] == 0
+    if run.eval_data is None or not (due or step == run.total):
+        return False
+    result = evaluate(
+        run.model, run.eval_data, cfg.eval_batch_size, cfg.precision, run.transform
+    )
+    rec = {
+        "step": step,
+        "epoch": round(step / run.per_epoch, 4),
+        **{f"eval_{k}": v for k, v in result.items()},
+    }
+    run.log(rec)
+    value = rec.get(cfg.metric)
+    if value is None:
+        if cfg.patience is not None or cfg.load_best_at_end:
+            raise ValueError(
+                f"metric {cfg.metric!r} is not among the evaluation results "
+                f"{list(rec)[2:]}"
+            )
+        return False
+    greater = cfg.greater_is_better
+    greater = not cfg.metric.endswith("loss") if greater is None else greater
+    if state["best"] is None or (
+        value > state["best"] if greater else value < state["best"]
+    ):
+        state["best"], state["bad_evals"] = value, 0
+        if cfg.load_best_at_end:
+            run.best_state = {
+                k: v.detach().to("cpu", copy=True)
+                for k, v in _unwrap(run.model).state_dict().items()
+            }
+        return False
+    state["bad_evals"] += 1
+    if cfg.patience is None or state["bad_evals"] < cfg.patience:
+        return False
+    run.history.stopped_early = state["stopped_early"] = True
+    if run.info.main:
+        write(
+            f"early stop at step {step}: no better {cfg.metric} for {cfg.patience} "
+            f"evaluations (best {state['best']:.4f})"
+        )
+    return True
+
+# %% ../chapters/00c_training.ipynb #a52c1cef
+def checkpoint_step(run: TrainRun, stop: bool) -> Path | None:
+    "Step 5: a checkpoint every `save_every` steps, at the end, and when stopping."
+    cfg, state, step, early = run.config, run.state, run.step, run.history.stopped_early
+    periodic = cfg.save_every and (
+        step % cfg.save_every == 0 or step == run.total or early
+    )
+    if run.out is None or not (periodic or (stop and not early)):
+        return None
+    state["running"] = [run.run_sum.item(), run.run_n]
+    now = time.perf_counter()
+    state["seconds"] += now - run.t0
+    run.t0 = now
+    state["history"] = list(run.history)
+    best = run.best_state if cfg.load_best_at_end else None
+    return save_checkpoint(
+        run.out,
+        run.model,
+        run.optimizer,
+        run.scheduler,
+        {**state, "config": cfg.to_dict()},
+        run.scaler,
+        cfg.keep_checkpoints,
+        best,
+    )
+
+# %% ../chapters/00c_training.ipynb #c58574b6
+def fit(
+    model: nn.Module,
+    train_data: TokenizedData,
+    eval_data: TokenizedData | None = None,
+    config: TrainConfig | None = None,
+    out_dir=None,
+    resume: bool | str | Path = False,
+    transform: Callable[[dict], dict] | None = None,
+    param_groups: list[dict] | None = None,
+) -> History:
+    "Train `model` (`model(**batch).loss`): the five steps, one process or many (DDP)."
+    run = setup_run(
+        model, train_data, eval_data, config, out_dir, resume, transform, param_groups
+    )
+    cfg, info = run.config, run.info
+    bar = _tqdm(
+        total=run.total,
+        initial=run.step,
+        desc="training",
+        disable=not (cfg.progress and info.main),
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
+    stop = run.history.stopped_early
+    run.t0 = time.perf_counter()
+    model.train()
+    while run.step < run.total and not stop:
+        lr, grad_norm = train_step(run, next_batch(run))
+        bar.update(1)
+        rec = log_step(run, lr, grad_norm)
+        if rec is not None:
             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
-        due = step % cfg.eval_every == 0 if cfg.eval_every else state["batch"] == 0
-        if eval_data is not None and (due or step == total):
-            result = evaluate(model, eval_data, cfg.eval_batch_size, cfg.precision, transform)
-            rec = {"step": step, "epoch": round(step / per_epoch, 4), **{f"eval_{k}": v for k, v in result.items()}}
-            log(rec)
-            value = rec.get(cfg.metric)
-            if value is None and (cfg.patience is not None or cfg.load_best_at_end):
-                raise ValueError(f"metric {cfg.metric!r} is not among the evaluation results {list(rec)[2:]}")
-            if value is not None:
-                if state["best"] is None or (value > state["best"] if greater else value < state["best"]):
-                    state["best"], state["bad_evals"] = value, 0
-                    if cfg.load_best_at_end:
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in _unwrap(model).state_dict().items()}
-                else:
-                    state["bad_evals"] += 1
-                    if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
-                        stop = history.stopped_early = state["stopped_early"] = True
-                        if info.main: bar.write(f"early stop at step {step}: no better {cfg.metric} "
-                                                f"for {cfg.patience} evaluations (best {state['best']:.4f})")
-        if cfg.stop_after is not None and step >= cfg.stop_after:
+        stop = evaluate_step(run, bar.write)
+        if cfg.stop_after is not None and run.step >= cfg.stop_after:
             stop = True
-        periodic = cfg.save_every and (step % cfg.save_every == 0 or step == total or history.stopped_early)
-        if out is not None and (periodic or (stop and not history.stopped_early)):
-            state["running"] = [run_sum.item(), run_n]
-            state["seconds"] += time.perf_counter() - t0; t0 = time.perf_counter()
-            state["history"] = list(history)
-            save_checkpoint(out, model, optimizer, scheduler, {**state, "config": cfg.to_dict()}, scaler,
-                            cfg.keep_checkpoints, best_state if cfg.load_best_at_end else None)
+        checkpoint_step(run, stop)
     bar.close()
-    history.train_seconds = state["seconds"] + time.perf_counter() - t0
-    finished = state["step"] >= total or history.stopped_early
-    if finished and cfg.load_best_at_end and best_state is not None:
-        _unwrap(model).load_state_dict(best_state)
-    if out is not None and info.main and finished:
-        save_model(model, out)
+    history = run.history
+    history.train_seconds = run.state["seconds"] + time.perf_counter() - run.t0
+    finished = run.step >= run.total or history.stopped_early
+    if finished and cfg.load_best_at_end and run.best_state is not None:
+        _unwrap(model).load_state_dict(run.best_state)
+    if run.out is not None and info.main and finished:
+        save_model(model, run.out)
     _barrier(info)
     return history

@@ -347,3 +347,118 @@ def test_two_processes_match_one_and_resume_exactly(tmp_path, capsys):
     _, resumed = torchrun(tmp_path, "three", resume=True)
     assert len(first) == 13 and resumed == double
     assert read_metrics(tmp_path / "three") == read_metrics(tmp_path / "two")
+
+
+# ------------------------------------------------------------ shuffling between epochs
+
+def test_batches_are_shuffled_between_epochs():
+    from encoder_book.data import make_batches
+    lengths = TRAIN.lengths
+    for bucket in (False, True):
+        e0 = make_batches(lengths, 16, shuffle=True, bucket=bucket, seed=0, epoch=0)
+        e1 = make_batches(lengths, 16, shuffle=True, bucket=bucket, seed=0, epoch=1)
+        everything = list(range(len(TRAIN)))
+        assert sorted(np.concatenate(e0)) == sorted(np.concatenate(e1)) == everything
+        assert [b.tolist() for b in e0] != [b.tolist() for b in e1]  # another order
+        sets = [{frozenset(b.tolist()) for b in e} for e in (e0, e1)]
+        assert sets[0] != sets[1]  # other batches, not only another order
+        again = make_batches(lengths, 16, shuffle=True, bucket=bucket, seed=0, epoch=1)
+        assert [b.tolist() for b in again] == [b.tolist() for b in e1]  # (seed, epoch)
+    # and fit meets other batches in its second epoch
+    seen = []
+
+    def record(batch):
+        seen.append(frozenset(map(tuple, batch["input_ids"].tolist())))
+        return batch
+
+    per_epoch = len(TRAIN) // 16
+    fit(make(), TRAIN, config=cfg(max_steps=2 * per_epoch), transform=record)
+    first, second = seen[:per_epoch], seen[per_epoch:]
+    assert len(second) == per_epoch and first != second and set(first) != set(second)
+
+
+# ------------------------------------------------------- explicit learning-rate scales
+
+
+def test_lr_scales_are_explicit_param_groups():
+    m = make()
+    groups = param_groups(m, 0.01, {"emb.weight": 0.5, "out.bias": 0.25})
+    names = {id(p): n for n, p in m.named_parameters()}
+    by_name = {names[id(p)]: g for g in groups for p in g["params"]}
+    assert (
+        by_name["emb.weight"]["lr_scale"] == 0.5
+        and by_name["out.bias"]["lr_scale"] == 0.25
+    )
+    assert (
+        "lr_scale" not in by_name["out.weight"]
+        and by_name["out.bias"]["weight_decay"] == 0.0
+    )
+    opt, _ = make_optimizer(m, cfg(lr=0.1), 10, groups)
+    lrs = {names[id(p)]: g["initial_lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs["emb.weight"] == pytest.approx(0.05) and lrs[
+        "out.bias"
+    ] == pytest.approx(0.025)
+    assert lrs["out.weight"] == pytest.approx(0.1)
+    assert all("lr" not in g for g in groups)  # the caller's dicts untouched
+    with pytest.raises(ValueError, match="emb.wieght"):
+        param_groups(m, 0.01, {"emb.wieght": 0.5})
+    with pytest.raises(TypeError, match="param_groups"):
+        make_optimizer(m, cfg(), 10, [list(m.parameters())])
+    # fit takes them: a scale of 0 freezes the embeddings
+    m = make()
+    emb = m.emb.weight.detach().clone()
+    fit(
+        m,
+        TRAIN,
+        config=cfg(max_steps=5),
+        param_groups=param_groups(m, 0.01, {"emb.weight": 0.0}),
+    )
+    assert torch.equal(m.emb.weight, emb) and not torch.equal(
+        m.out.weight, make().out.weight
+    )
+
+
+# ---------------------------------------------------------------- fit's named steps
+
+
+def test_fit_is_its_steps(tmp_path):
+    from encoder_book.train import (
+        checkpoint_step,
+        evaluate_step,
+        log_step,
+        next_batch,
+        setup_run,
+        train_step,
+    )
+
+    c = cfg(max_steps=12, log_every=4, eval_every=6, save_every=6)
+    reference = make()
+    h_fit = fit(reference, TRAIN, DEV, c, out_dir=tmp_path / "fit")
+    m = make()
+    run = setup_run(m, TRAIN, DEV, c, out_dir=tmp_path / "steps")
+    assert (run.total, run.step, run.parts) == (12, 0, 1)
+    m.train()
+    saved = []
+    while run.step < run.total:
+        lr, norm = train_step(run, next_batch(run))
+        log_step(run, lr, norm)
+        assert evaluate_step(run) is False
+        saved.append(checkpoint_step(run, stop=False))
+    assert run.history == h_fit and same_params(m, reference)
+    assert [p.name for p in saved if p is not None] == ["step-6", "step-12"]
+    assert [r["step"] for r in run.history if "loss" in r] == [4, 8, 12]
+
+
+def test_evaluate_step_stops_after_patience():
+    from encoder_book.train import evaluate_step, setup_run
+
+    run = setup_run(
+        make(), TRAIN, DEV, cfg(eval_every=1, patience=2, metric="eval_loss")
+    )
+    run.state["step"] = 1
+    messages = []
+    assert evaluate_step(run, messages.append) is False  # first: the best so far
+    run.state["best"] = -1.0  # nothing can beat it now
+    assert evaluate_step(run, messages.append) is False and run.state["bad_evals"] == 1
+    assert evaluate_step(run, messages.append) is True and run.history.stopped_early
+    assert messages and "early stop" in messages[0]
