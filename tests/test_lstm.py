@@ -174,17 +174,36 @@ def test_zero_length_keeps_the_initial_state():
     assert torch.equal(h[:, 0], h0[:, 0]) and torch.equal(c[:, 0], c0[:, 0]) and (out[0] == 0).all()
 
 
-# ---------------------------------------------------------------- nn.LSTM's signature and inputs
+# ------------------------------------------------------- nn.LSTM's signature and inputs
+
 
 def test_signature_and_defaults_are_nn_lstm_s():
     import inspect
+
     ours = inspect.signature(LSTM.__init__).parameters
-    theirs = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-              "bidirectional", "proj_size", "device", "dtype"]
+    theirs = [
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "proj_size",
+        "device",
+        "dtype",
+    ]
     assert list(ours)[1:] == theirs
     lstm = LSTM(3, 4)
     ref = nn.LSTM(3, 4)
-    for name in ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size"):
+    for name in (
+        "num_layers",
+        "bias",
+        "batch_first",
+        "dropout",
+        "bidirectional",
+        "proj_size",
+    ):
         assert getattr(lstm, name) == getattr(ref, name), name
     assert lstm.batch_first is False
 
@@ -205,7 +224,7 @@ def test_default_layout_is_seq_first_like_nn_lstm():
     theirs = nn.LSTM(3, 4)
     ours = LSTM(3, 4)
     ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(5, 2, 3)                                     # (seq, batch, features)
+    x = torch.randn(5, 2, 3)  # (seq, batch, features)
     (o1, (h1, c1)), (o2, (h2, c2)) = ours(x), theirs(x)
     assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-6
     bf = LSTM(3, 4, batch_first=True)
@@ -225,16 +244,21 @@ def test_device_and_dtype_arguments():
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_unbatched_input_like_nn_lstm(num_layers, bidirectional, batch_first):
     torch.manual_seed(0)
-    theirs = nn.LSTM(3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    theirs = nn.LSTM(
+        3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first
+    )
     ours = LSTM(3, 4, num_layers, bidirectional=bidirectional, batch_first=batch_first)
     ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(6, 3)                                        # (seq, features)
+    x = torch.randn(6, 3)  # (seq, features)
     D = 2 if bidirectional else 1
     h0 = torch.randn(num_layers * D, 4)
     c0 = torch.randn_like(h0)
     for hx in (None, (h0, c0)):
         (o1, (h1, c1)), (o2, (h2, c2)) = ours(x, hx), theirs(x, hx)
-        assert o1.shape == o2.shape == (6, D * 4) and h1.shape == h2.shape == (num_layers * D, 4)
+        assert o1.shape == o2.shape == (6, D * 4) and h1.shape == h2.shape == (
+            num_layers * D,
+            4,
+        )
         assert max(err(o1, o2), err(h1, h2), err(c1, c2)) < 1e-5
     with pytest.raises(ValueError, match="unbatched"):
         ours(x, (h0[:, None], c0[:, None]))
@@ -254,14 +278,17 @@ def test_packed_sequence_like_nn_lstm(num_layers, bidirectional, enforce_sorted)
     h0 = torch.randn(num_layers * D, 4, 5)
     c0 = torch.randn_like(h0)
     for hx in (None, (h0, c0)):
-        packed = pack_sequence([s.clone().requires_grad_() for s in seqs],
-                               enforce_sorted=enforce_sorted)
+        packed = pack_sequence(
+            [s.clone().requires_grad_() for s in seqs], enforce_sorted=enforce_sorted
+        )
         p1, (h1, c1) = ours(packed, hx)
         p2, (h2, c2) = theirs(packed, hx)
         assert isinstance(p1, PackedSequence)
         assert torch.equal(p1.batch_sizes, p2.batch_sizes)
-        for a, b in ((p1.sorted_indices, p2.sorted_indices),
-                     (p1.unsorted_indices, p2.unsorted_indices)):
+        for a, b in (
+            (p1.sorted_indices, p2.sorted_indices),
+            (p1.unsorted_indices, p2.unsorted_indices),
+        ):
             assert (a is None and b is None) or torch.equal(a, b)
         assert max(err(p1.data, p2.data), err(h1, h2), err(c1, c2)) < 1e-5
         # gradients through the packed data and every parameter
@@ -275,8 +302,10 @@ def test_packed_sequence_like_nn_lstm(num_layers, bidirectional, enforce_sorted)
         (q1.data.sin().sum() + g1.sum()).backward()
         (q2.data.sin().sum() + g2.sum()).backward()
         assert err(x1.grad, x2.grad) < 1e-5
-        assert all(err(p.grad, q.grad) < 1e-5
-                   for p, q in zip(ours.parameters(), theirs.parameters()))
+        assert all(
+            err(p.grad, q.grad) < 1e-5
+            for p, q in zip(ours.parameters(), theirs.parameters())
+        )
     # padded back, the outputs equal those from lengths on the padded batch
     padded, lens = pad_packed_sequence(p1, batch_first=True)
     x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
@@ -316,6 +345,7 @@ def test_bad_constructor_arguments():
 
 # ---------------------------------------------------------------- errors
 
+
 def test_clear_errors_for_bad_input():
     lstm = LSTM(8, 4, batch_first=True)
     with pytest.raises(ValueError, match="3-D input"):
@@ -350,26 +380,38 @@ def test_clear_errors_for_bad_input():
 
 # ---------------------------------------------------------------- the classifier
 
+
 def tiny_batch():
-    return {"input_ids": torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0], [2, 9, 4, 3, 0]]),
-            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]),
-            "token_type_ids": torch.zeros(3, 5, dtype=torch.long), "labels": torch.tensor([0, 1, 2])}
+    return {
+        "input_ids": torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0], [2, 9, 4, 3, 0]]),
+        "attention_mask": torch.tensor(
+            [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+        ),
+        "token_type_ids": torch.zeros(3, 5, dtype=torch.long),
+        "labels": torch.tensor([0, 1, 2]),
+    }
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_classifier_forward_backward_and_both_impls(pooling):
     torch.manual_seed(0)
-    model = LSTMClassifier(12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling)
+    model = LSTMClassifier(
+        12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling
+    )
     batch = tiny_batch()
-    out = model(**batch)                                         # token_type_ids accepted, ignored
+    out = model(**batch)  # token_type_ids accepted, ignored
     assert out.logits.shape == (3, 3) and out.loss.ndim == 0
     assert torch.allclose(out.loss, F.cross_entropy(out.logits, batch["labels"]))
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters())
-    assert model.embeddings.weight.grad[0].abs().sum() == 0      # the padding vector is never updated
+    assert (
+        model.embeddings.weight.grad[0].abs().sum() == 0
+    )  # the padding vector is never updated
     assert model(batch["input_ids"]).loss is None
     model.eval()
-    ours = LSTMClassifier(12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling, impl="ours").eval()
+    ours = LSTMClassifier(
+        12, num_labels=3, embedding_size=8, hidden_size=5, pooling=pooling, impl="ours"
+    ).eval()
     ours.load_state_dict(model.state_dict())
     assert isinstance(ours.lstm, LSTM) and isinstance(model.lstm, nn.LSTM)
     assert err(ours(**batch).logits, model(**batch).logits) < 1e-5
@@ -381,37 +423,67 @@ def test_classifier_forward_backward_and_both_impls(pooling):
 
 
 def test_classifier_two_layers_unidirectional():
-    model = LSTMClassifier(12, num_labels=2, embedding_size=8, hidden_size=5, num_layers=2, bidirectional=False,
-                           pooling="final")
+    model = LSTMClassifier(
+        12,
+        num_labels=2,
+        embedding_size=8,
+        hidden_size=5,
+        num_layers=2,
+        bidirectional=False,
+        pooling="final",
+    )
     assert model.classifier.in_features == 5
-    assert model(**{**tiny_batch(), "labels": torch.tensor([0, 1, 1])}).logits.shape == (3, 2)
+    assert model(
+        **{**tiny_batch(), "labels": torch.tensor([0, 1, 1])}
+    ).logits.shape == (3, 2)
 
 
 # ---------------------------------------------------------------- training, saving, loading
 
+
 def tiny_config(**kw):
-    return TrainConfig(**{"device": "cpu", "lr": 1e-2, "epochs": 2, "batch_size": 32, "progress": False,
-                          "save_every": None, "log_every": 10, **kw})
+    return TrainConfig(
+        **{
+            "device": "cpu",
+            "lr": 1e-2,
+            "epochs": 2,
+            "batch_size": 32,
+            "progress": False,
+            "save_every": None,
+            "log_every": 10,
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("lstm")
     train, dev = load_labelled("tiny", "train"), load_labelled("tiny", "dev")
-    model, metrics = train_lstm_classifier(train, dev, config=tiny_config(), out_dir=out, seed=0,
-                                           embedding_size=32, hidden_size=32)
+    model, metrics = train_lstm_classifier(
+        train,
+        dev,
+        config=tiny_config(),
+        out_dir=out,
+        seed=0,
+        embedding_size=32,
+        hidden_size=32,
+    )
     return out, train, dev, model, metrics
 
 
 def test_train_lstm_classifier_learns_the_tiny_task(trained):
     out, train, dev, model, metrics = trained
-    assert metrics["dev_accuracy"] > 0.9                         # chance is 0.5
+    assert metrics["dev_accuracy"] > 0.9  # chance is 0.5
     for key in ("dev_accuracy", "train_seconds", "params", "dev_loss", "steps"):
         assert key in metrics
     assert metrics["params"] == sum(p.numel() for p in model.parameters())
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "vocab.txt", "metrics.json"} <= names
-    assert json.loads((out / "metrics.json").read_text())["dev_accuracy"] == metrics["dev_accuracy"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["dev_accuracy"]
+        == metrics["dev_accuracy"]
+    )
 
 
 def test_save_load_round_trip(trained):
@@ -420,20 +492,34 @@ def test_save_load_round_trip(trained):
         loaded, tok = load_lstm_classifier(out, impl=impl)
         assert loaded.config.impl == (impl or "torch")
         enc = tok(dev.texts[:16], return_tensors="pt")
-        model.eval(); loaded.eval()
+        model.eval()
+        loaded.eval()
         a = model(enc["input_ids"], enc["attention_mask"]).logits
         b = loaded(enc["input_ids"], enc["attention_mask"]).logits
         assert err(a, b) < 1e-5
-    assert LSTMClassifierConfig(**{k: v for k, v in json.loads((out / "config.json").read_text()).items()
-                                   if k != "architectures"}) == model.config
+    assert (
+        LSTMClassifierConfig(
+            **{
+                k: v
+                for k, v in json.loads((out / "config.json").read_text()).items()
+                if k != "architectures"
+            }
+        )
+        == model.config
+    )
     with pytest.raises(FileNotFoundError):
         LSTMClassifier.from_pretrained(out / "nothing-here")
 
 
 def test_training_is_deterministic(trained):
     out, train, dev, model, metrics = trained
-    again, m2 = train_lstm_classifier(train, dev, config=tiny_config(), seed=0, embedding_size=32, hidden_size=32)
-    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
+    again, m2 = train_lstm_classifier(
+        train, dev, config=tiny_config(), seed=0, embedding_size=32, hidden_size=32
+    )
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(model.state_dict().values(), again.state_dict().values())
+    )
     assert m2["dev_accuracy"] == metrics["dev_accuracy"]
 
 
@@ -443,8 +529,15 @@ def test_string_labels_and_more_than_two_classes(tmp_path):
     names = ["negative", "positive", "honest"]
     train = LabelledData(base.texts[:600], labels[:600], names)
     dev = LabelledData(base.texts[600:700], labels[600:700], names)
-    model, metrics = train_lstm_classifier(train, dev, config=tiny_config(max_steps=5), out_dir=tmp_path, seed=1,
-                                           embedding_size=16, hidden_size=8)
+    model, metrics = train_lstm_classifier(
+        train,
+        dev,
+        config=tiny_config(max_steps=5),
+        out_dir=tmp_path,
+        seed=1,
+        embedding_size=16,
+        hidden_size=8,
+    )
     assert metrics["num_labels"] == 3 and model.classifier.out_features == 3
     loaded, _ = load_lstm_classifier(tmp_path)
     assert loaded.config.id2label == {0: "negative", 1: "positive", 2: "honest"}
@@ -457,10 +550,12 @@ def test_train_rejects_empty_data():
 
 def test_from_pretrained_returns_a_model_in_eval_mode(tmp_path):
     torch.manual_seed(0)
-    model = LSTMClassifier(20, num_labels=3, embedding_size=8, hidden_size=6, dropout=0.5)
+    model = LSTMClassifier(
+        20, num_labels=3, embedding_size=8, hidden_size=6, dropout=0.5
+    )
     model.train().save_pretrained(tmp_path / "m")
     for impl in (None, "ours"):
         loaded = LSTMClassifier.from_pretrained(tmp_path / "m", impl=impl)
         assert not loaded.training and not any(m.training for m in loaded.modules())
         ids = tiny_batch()["input_ids"]
-        assert torch.equal(loaded(ids).logits, loaded(ids).logits)   # no dropout
+        assert torch.equal(loaded(ids).logits, loaded(ids).logits)  # no dropout
