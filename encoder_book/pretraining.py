@@ -222,7 +222,8 @@ class SparseBertForMaskedLM(BertForMaskedLM):
 
 # %% ../chapters/06_pretraining.ipynb #06pret-029
 def small_config(vocab_size: int, **overrides) -> BertConfig:
-    "Small BERT: 4 layers, hidden 256, 4 heads, learned absolute positions."
+    """Small BERT: 4 layers, hidden 256, 4 heads, rotary positions (HF's BERT cannot
+    hold them: `position_embedding_type="absolute"` gives a folder transformers loads)."""
     return BertConfig(
         **{
             "vocab_size": vocab_size,
@@ -230,7 +231,7 @@ def small_config(vocab_size: int, **overrides) -> BertConfig:
             "num_hidden_layers": 4,
             "num_attention_heads": 4,
             "intermediate_size": 1024,
-            "position_embedding_type": "absolute",
+            "position_embedding_type": "rotary",
             **overrides,
         }
     )
@@ -490,10 +491,11 @@ def pretrain(
     dropout: float | None = None,
     schedule: str = "linear",
     batch_size: int | None = None,
-    position_init: str | None = "sinusoidal",
+    position_init: str | None = None,
     rtd_weight: float = 50.0,
     generator_layers: int | None = None,
     text_column: str | None = None,
+    unk_as_special_token: bool = False,
 ) -> dict:
     "Pretrain a BERT (MLM or ELECTRA) on one or more corpora; save an HF-style folder."
     # 0. arguments, all checked before anything is read or written
@@ -524,10 +526,8 @@ def pretrain(
     device = (train_config.device if train_config is not None else None) or str(
         TrainConfig(progress=False).device
     )
-    if precision is not None:
+    if precision is not None:  # else the engine's choice for the device
         precision = pretrain_precision(device, precision)
-    elif train_config is None:
-        precision = pretrain_precision(device, "auto")
     if threads is not None:
         n = len(os.sched_getaffinity(0)) if threads == "auto" else int(threads)
         torch.set_num_threads(max(1, n))
@@ -540,7 +540,11 @@ def pretrain(
         tokenizer = out  # the run's own tokenizer, as saved
     if tokenizer is None:
         if info.main:
-            words = [t.replace(UNK_MARK, " ") for ts in texts for t in ts]
+            words = [
+                t.replace(UNK_MARK, " ") if unk_as_special_token else t
+                for ts in texts
+                for t in ts
+            ]
             tok = WordPieceTokenizer.train(
                 words, vocab_size=vocab_size, progress=progress
             )
@@ -560,7 +564,8 @@ def pretrain(
 
     # 2. blocks of block_size tokens, [CLS] ... [SEP], with a [SEP] between articles
     def blocks(ts: Sequence[str], size: int) -> TokenizedData:
-        return pack_corpus(tokenizer, mark_documents(unk_as_special(ts, unk)), size)
+        ts = unk_as_special(ts, unk) if unk_as_special_token else ts
+        return pack_corpus(tokenizer, mark_documents(ts), size)
 
     def sample(data: TokenizedData | None) -> TokenizedData | None:
         if data is None or eval_blocks is None or eval_blocks >= len(data):

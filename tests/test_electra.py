@@ -18,6 +18,7 @@ from encoder_book.pretraining import (
     evaluate_mlm,
     pretrain,
     pretrain_precision,
+    small_config,
     unk_as_special,
 )
 from encoder_book.train import TrainConfig
@@ -124,7 +125,14 @@ def test_wikitext_unk_is_one_special_token(tmp_path, tok):
     corpus.write_text(
         "".join(f"the river <unk> flows into the sea {i}\n" for i in range(400))
     )
-    run(tmp_path / "u", None, corpus=str(corpus), vocab_size=60, max_steps=2)
+    run(
+        tmp_path / "u",
+        None,
+        corpus=str(corpus),
+        vocab_size=60,
+        max_steps=2,
+        unk_as_special_token=True,
+    )
     vocab = (tmp_path / "u" / "vocab.txt").read_text().split("\n")
     assert "<" not in vocab and "unk" not in vocab  # no pieces of <unk> learned
 
@@ -351,13 +359,15 @@ def test_bf16_run_resumes_bit_identical(tmp_path, vocab_dir):
     assert same_weights(tmp_path / "a", tmp_path / "b")
 
 
-def test_default_model_loads_in_hf_with_equal_logits(tmp_path, vocab_dir, tok):
+def test_absolute_small_model_loads_in_hf_with_equal_logits(tmp_path, vocab_dir, tok):
+    "small_config with absolute positions, started as a sinusoid: HF loads it as is."
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "d"
     m = run(
         out,
         str(vocab_dir),
-        config=None,
+        config=small_config(tok.vocab_size, position_embedding_type="absolute"),
+        position_init="sinusoidal",
         max_steps=2,
         dropout=0.0,
         schedule="one-cycle",
