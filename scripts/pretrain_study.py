@@ -75,7 +75,7 @@ def main() -> int:
 
     from encoder_book.bert import BertConfig
     from encoder_book.data import load_labelled
-    from encoder_book.pretraining import pretrain
+    from encoder_book.pretraining import pretrain, small_config
     from encoder_book.train import TrainConfig
 
     if a.tiny:
@@ -97,7 +97,9 @@ def main() -> int:
         os.environ.setdefault("ENCODER_BOOK_DATA", a.data)
         train_tsv = Path(a.data) / "sst2" / "train.tsv"
         dev_tsv = Path(a.data) / "sst2" / "dev.tsv"
-        corpus, vocab, config = "wikitext-2", 8000, None
+        # learned absolute positions (HF's BERT loads them), started as a sinusoid
+        corpus, vocab = "wikitext-2", 8000
+        config = small_config(1, position_embedding_type="absolute")
     for f in (train_tsv, dev_tsv):
         if not f.is_file():
             sys.exit(f"pretrain_study: {f}: no such file (see --data)")
@@ -112,6 +114,8 @@ def main() -> int:
         schedule=a.schedule,
         batch_size=a.batch_size,
         short_block_size=a.short_block_size or None,
+        position_init="sinusoidal",
+        unk_as_special_token=True,
         progress=False,
     )
     train_config = TrainConfig(
