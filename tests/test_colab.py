@@ -38,9 +38,9 @@ INSTALL = re.compile(r"""%pip install(?: -q)? "encoder-book @ git\+(?P<url>[^"@]
 HIDDEN = re.compile(r"^(encoder[_-]book|__editable__|_distutils_hack|pip|setuptools|pkg_resources|wheel)"
                     r"([-_.].*)?$|\.pth$", re.I)
 
-pytestmark = pytest.mark.skipif(os.environ.get("ENCODER_BOOK_COLAB_TEST") != "1",
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.environ.get("ENCODER_BOOK_COLAB_TEST") != "1",
                                 reason="slow: the Colab simulation runs from `make test-colab` "
-                                       "(ENCODER_BOOK_COLAB_TEST=1)")
+                                       "(ENCODER_BOOK_COLAB_TEST=1)")]
 
 
 def run(*cmd, **kw) -> subprocess.CompletedProcess:

@@ -227,6 +227,7 @@ with open({out!r} + f"-rank{{dist.get_rank()}}.json", "w") as f: json.dump(m, f)
 """
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(out=str(tmp_path / "ddp")))

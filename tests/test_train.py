@@ -327,6 +327,7 @@ def torchrun(tmp_path, out, stop=None, resume=False):
     return r, json.loads(r.stdout.split("RESULT ")[-1].splitlines()[0])
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_and_resume_exactly(tmp_path, capsys):
     tests = os.path.dirname(os.path.abspath(__file__))
     single_script = tmp_path / "single.py"
