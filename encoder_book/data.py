@@ -65,9 +65,8 @@ def read_text(path, encoding: str | None = None) -> str:
         return raw.decode("utf-8-sig" if encoding in (None, "utf-8", "utf8") else encoding)
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        how = "save the file as UTF-8 or give its encoding (e.g. --encoding cp1252)"
-        raise DataError(p, f"not {encoding or 'UTF-8'} text (byte 0x{raw[e.start]:02x}); {how}",
-                        line) from None
+        raise DataError(p, f"not {encoding or 'UTF-8'} (byte 0x{raw[e.start]:02x}): use UTF-8 or "
+                           f"--encoding", line) from None
 
 # %% ../chapters/00b_data.ipynb #2a485b4e
 INCOMPLETE = "INCOMPLETE"          # in an output folder while its run has not finished
