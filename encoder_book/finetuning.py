@@ -14,7 +14,8 @@ from .core import QUICK, get_device, quick, set_seed
 from .data import (INCOMPLETE, ArgumentError, DataError, DataNotFound, LabelledData,
                                atomic_write, load_labelled, make_batches, publish, tokenize_dataset)
 from .tokenizer import WordPieceTokenizer
-from .train import ModelOutput, TrainConfig, fit, evaluate, predict
+from .train import (ModelOutput, TrainConfig, evaluate, fit, param_groups,
+                                predict)
 
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
@@ -52,7 +53,8 @@ def freeze_encoder(model: BertForSequenceClassification, train_top_layers: int =
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-031
 def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> dict[str, float]:
-    "Give each parameter an `lr_scale`: 1 for the head, decay**k for the k-th layer from the top, embeddings lowest."
+    """Learning-rate scale of each parameter, by name: 1 for the head, decay**k for the
+    k-th layer from the top, embeddings lowest (for `train.param_groups`)."""
     if not 0 < decay <= 1:
         raise ValueError(f"decay must be in (0, 1], not {decay}")
     n = len(model.bert.encoder.layer)
@@ -65,7 +67,6 @@ def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> di
             scale = decay ** (n + 1)
         else:                                               # pooler, classifier (and a pre-LN final norm)
             scale = 1.0
-        p.lr_scale = scale                                  # read by encoder_book.train.param_groups
         scales[name] = scale
     return scales
 
@@ -148,12 +149,14 @@ def finetune(model: BertForSequenceClassification, train_data, dev_data, strateg
     config = config or TrainConfig(metric="eval_accuracy", save_every=None)
     if strategy == "probe": freeze_encoder(model, 0)
     elif strategy == "top": freeze_encoder(model, k)
-    elif strategy == "llrd": layerwise_lr_decay(model, decay)
+    groups = None
+    if strategy == "llrd":
+        scales = layerwise_lr_decay(model, decay)
+        groups = param_groups(model, config.weight_decay, lr_scales=scales)
     elif strategy == "lora": add_lora(model, r, alpha)
     trainable, total = count_parameters(model)
-    history = fit(model, train_data, dev_data, config, out_dir=out_dir)
-    for p in model.parameters():                             # the scales were for this run's optimiser only
-        if hasattr(p, "lr_scale"): del p.lr_scale
+    history = fit(model, train_data, dev_data, config, out_dir=out_dir,
+                  param_groups=groups)
     if strategy == "lora": merge_lora(model)
     result = evaluate(model, dev_data, config.eval_batch_size)
     model.requires_grad_(True)

@@ -172,10 +172,7 @@ def param_groups(
                 continue
             seen.add(id(p))
             decay = not (p.ndim < 2 or isinstance(module, _NORMS))
-            if lr_scales is not None:
-                scale = float(lr_scales.get(names[id(p)], 1.0))
-            else:  # older callers: a `p.lr_scale` attribute
-                scale = float(getattr(p, "lr_scale", 1.0))
+            scale = float((lr_scales or {}).get(names[id(p)], 1.0))
             key = (not decay, -scale)  # decayed first, then the largest scales
             if key not in groups:
                 groups[key] = {

@@ -51,7 +51,10 @@ def test_layerwise_lr_decay_groups_and_learning_rates():
     assert scales["bert.encoder.layer.1.attention.query.weight"] == 0.5
     assert scales["bert.encoder.layer.0.feed_forward.output.bias"] == 0.25
     assert scales["bert.embeddings.word_embeddings.weight"] == 0.125
-    opt, sched = make_optimizer(m, TrainConfig(lr=0.1, weight_decay=0.01, progress=False, device="cpu"), 10)
+    assert all(not hasattr(p, "lr_scale") for p in m.parameters())  # no side channel
+    cfg = TrainConfig(lr=0.1, weight_decay=0.01, progress=False, device="cpu")
+    groups = param_groups(m, cfg.weight_decay, lr_scales=scales)
+    opt, sched = make_optimizer(m, cfg, 10, groups)
     lrs = {}
     for g in opt.param_groups:
         for p in g["params"]:
