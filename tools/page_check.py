@@ -189,14 +189,14 @@ def chapter_parts(paths: list[Path]) -> dict[str, int]:
                     section = "exercises"       # "**Exercises.** (1) ... (2) ..."
                 if section != "exercises":
                     continue
-                if re.match(r"^\s*\d+\.\s+\S", line) or re.match(
+                if re.match(r"^\s*(?:\*\*)?\d+\.\s+\S", line) or re.match(
                         r"^[:`]{3,}\s*\{exercise\}", line):
                     exercises += 1
                 exercises += len(re.findall(r"(?:^|\s)\((\d+)\)\s", line))
+                # one per hidden solution: a dropdown/solution/toggle directive, an
+                # admonition whose `:class:` line says dropdown, or an HTML <details>
                 if re.match(r"^[:`]{3,}\s*\{(?:dropdown|solution|toggle)", line) \
-                        or re.match(r"^[:`]{3,}\s*\{admonition\}.*solution", line,
-                                    re.I) \
-                        or re.search(r":class:.*\bdropdown\b|<details", line):
+                        or re.search(r"^:class:.*\bdropdown\b|<details", line):
                     solutions += 1
     return {"summary": int(summary > 0), "exercises": exercises, "solutions": solutions}
 
