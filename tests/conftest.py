@@ -22,7 +22,7 @@ def vocab_dir(tok, tmp_path_factory):
 @pytest.fixture(scope="session")
 def hf_tok(vocab_dir):
     transformers = pytest.importorskip("transformers")
-    return transformers.BertTokenizerFast(str(vocab_dir / "vocab.txt"), do_lower_case=True)
+    return transformers.BertTokenizerFast.from_pretrained(str(vocab_dir))
 
 
 @pytest.fixture(scope="module")

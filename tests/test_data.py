@@ -235,7 +235,8 @@ def test_tokenize_collate_matches_tokenizer(tok, labelled, tmp_path):
     assert isinstance(d, TokenizedData) and len(d) == len(labelled) and d.lengths.max() <= 16
     idx = np.array([3, 0, 17, 5])
     b = d.collate(idx)
-    ref = tok([labelled.texts[i] for i in idx], max_length=16)
+    ref = tok([labelled.texts[i] for i in idx], max_length=16, padding=True, truncation=True,
+              return_tensors="pt")
     for k in ("input_ids", "attention_mask", "token_type_ids"):
         assert torch.equal(b[k], ref[k]), k
     assert b["labels"].tolist() == [labelled.labels[i] for i in idx]
@@ -254,7 +255,8 @@ def test_pairs_keep_segments(tok):
     d = tokenize_dataset(tok, ["the film", "a plot"], labels=[0, 1], text_pairs=["is good", "was dull ..."],
                          max_length=32, cache=False)
     b = d.collate(np.arange(2))
-    ref = tok(["the film", "a plot"], ["is good", "was dull ..."], max_length=32)
+    ref = tok(["the film", "a plot"], ["is good", "was dull ..."], max_length=32, padding=True,
+              truncation=True, return_tensors="pt")
     assert torch.equal(b["token_type_ids"], ref["token_type_ids"]) and b["token_type_ids"].sum() > 0
 
 

@@ -491,7 +491,7 @@ def test_save_load_round_trip(trained):
     for impl in (None, "ours"):
         loaded, tok = load_lstm_classifier(out, impl=impl)
         assert loaded.config.impl == (impl or "torch")
-        enc = tok(dev.texts[:16], return_tensors="pt")
+        enc = tok(dev.texts[:16], padding=True, truncation=True, return_tensors="pt")
         model.eval()
         loaded.eval()
         a = model(enc["input_ids"], enc["attention_mask"]).logits

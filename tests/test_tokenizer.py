@@ -53,7 +53,7 @@ def test_batches_match_hf(tok, hf_tok, texts):
         a, b = rng.sample(texts, 3), rng.sample(texts, 3)
         kw = dict(max_length=rng.choice([5, 6, 9, 17, 40]), padding=rng.choice([True, "max_length"]))
         for pair in (None, b):
-            o = tok(a, pair, **kw)
+            o = tok(a, pair, truncation=True, return_tensors="pt", **kw)
             h = hf_tok(a, pair, truncation=True, return_tensors="pt", **kw)
             for k in ("input_ids", "token_type_ids", "attention_mask"):
                 assert torch.equal(o[k], h[k]), (k, kw)
@@ -70,9 +70,10 @@ def test_single_text_and_return_types(tok):
     single = tok("the film is good", return_tensors=None)
     assert single["input_ids"] == tok.encode("the film is good")
     assert single.attention_mask == [1] * len(single["input_ids"])
-    pt = tok("the film is good")
+    assert tok("the film is good") == single  # HF's default: lists
+    pt = tok("the film is good", return_tensors="pt")
     assert pt.input_ids.shape == (1, len(single["input_ids"])) and pt.input_ids.dtype == torch.long
-    npy = tok(["a", "a b c"], return_tensors="np")
+    npy = tok(["a", "a b c"], padding=True, return_tensors="np")
     assert isinstance(npy["input_ids"], np.ndarray) and npy["input_ids"].shape[0] == 2
     ragged = tok(["a", "a b c"], padding=False, return_tensors=None)
     assert len(ragged["input_ids"][0]) < len(ragged["input_ids"][1])
@@ -82,7 +83,8 @@ def test_single_text_and_return_types(tok):
         tok("a", return_tensors="tf")
     with pytest.raises(ValueError, match="pairs"):
         tok(["a", "b"], ["c"])
-    assert tok(["x"] * 3, max_length=7, padding="max_length").input_ids.shape == (3, 7)
+    enc = tok(["x"] * 3, max_length=7, padding="max_length", return_tensors="pt")
+    assert enc.input_ids.shape == (3, 7)
 
 
 def test_pair_and_special_tokens(tok):
