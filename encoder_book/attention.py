@@ -14,42 +14,71 @@ __all__ = ['scaled_dot_product_attention', 'padding_mask_to_sdpa', 'prepare_atte
            'MultiHeadAttention']
 
 # %% ../chapters/03_attention.ipynb #03atte-008
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, training: bool = False) -> tuple[Tensor, Tensor]:
-    "softmax(q k^T / sqrt(d_k)) v, step by step; returns (output, weights). Boolean mask: True = attend."
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    training: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(d_k)) v, step by step; returns (output, weights). Boolean
+    mask: True = attend."""
     if min(q.dim(), k.dim(), v.dim()) < 2:
-        raise ValueError(f"q, k and v need at least 2 dimensions (..., seq, dim), got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            "q, k and v need at least 2 dimensions (..., seq, dim), got"
+            f" {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must have the same last dimension (d_k), got {tuple(q.shape)} and {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must have the same last dimension (d_k), got {tuple(q.shape)} and"
+            f" {tuple(k.shape)}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same length (dim -2), got {tuple(k.shape)} and {tuple(v.shape)}")
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])                # (..., q_len, k_len)
+        raise ValueError(
+            f"k and v must have the same length (dim -2), got {tuple(k.shape)} and"
+            f" {tuple(v.shape)}"
+        )
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., q_len, k_len)
     if mask is not None:
         _check_mask(mask, scores.shape)
         if mask.dtype == torch.bool:
-            # the most negative float, not -inf: a row with no allowed key stays finite (no NaN) ...
+            # the most negative float, not -inf: a row with no allowed key stays finite
+            # (no NaN) ...
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + mask                                            # additive float mask
-    weights = scores.softmax(dim=-1)                                          # (..., q_len, k_len)
-    if mask is not None:                                                      # ... and is set to zeros here
-        blocked = ~mask if mask.dtype == torch.bool else scores.isneginf().all(-1, keepdim=True)
+            scores = scores + mask  # additive float mask
+    weights = scores.softmax(dim=-1)  # (..., q_len, k_len)
+    if mask is not None:  # ... and is set to zeros here
+        blocked = (
+            ~mask
+            if mask.dtype == torch.bool
+            else scores.isneginf().all(-1, keepdim=True)
+        )
         weights = weights.masked_fill(blocked, 0.0)
-    dropped = F.dropout(weights, dropout_p, training) if dropout_p > 0 and training else weights
-    return dropped @ v, weights                                               # (..., q_len, d_v)
+    dropped = (
+        F.dropout(weights, dropout_p, training)
+        if dropout_p > 0 and training
+        else weights
+    )
+    return dropped @ v, weights  # (..., q_len, d_v)
+
 
 def _check_mask(mask: Tensor, shape: torch.Size) -> None:
     if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise ValueError(f"an attention mask must be boolean (True = attend) or float (added to the scores), "
-                         f"not {mask.dtype}")
+        raise ValueError(
+            "an attention mask must be boolean (True = attend) or float (added to the"
+            f" scores), not {mask.dtype}"
+        )
     try:
         ok = torch.broadcast_shapes(mask.shape, shape) == shape
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(f"attention mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-                         f"{tuple(shape)} (batch, heads, q_len, k_len)")
+        raise ValueError(
+            f"attention mask of shape {tuple(mask.shape)} does not broadcast to the"
+            f" scores' shape {tuple(shape)} (batch, heads, q_len, k_len)"
+        )
 
 # %% ../chapters/03_attention.ipynb #03atte-024
 def _eager() -> bool:
@@ -66,7 +95,7 @@ def padding_mask_to_sdpa(attention_mask: Tensor) -> Tensor:
     "HF padding mask (batch, k_len), 1 = token, 0 = pad -> bool (batch, 1, 1, k_len)."
     if attention_mask.dim() != 2:
         raise ValueError(
-            f"a padding mask has shape (batch, k_len), got "
+            "a padding mask has shape (batch, k_len), got "
             f"{tuple(attention_mask.shape)}"
         )
     if attention_mask.dtype != torch.bool:
@@ -95,15 +124,15 @@ def prepare_attention_mask(
     if attention_mask.dim() == 2:
         if tuple(attention_mask.shape) != (batch, k_len):
             raise ValueError(
-                f"a 2-d attention_mask is a padding mask of shape (batch, k_len) = "
+                "a 2-d attention_mask is a padding mask of shape (batch, k_len) = "
                 f"{(batch, k_len)}, got {tuple(attention_mask.shape)}; pass other "
-                f"masks "
-                f"as 4-d (batch, heads, q, k)"
+                "masks "
+                "as 4-d (batch, heads, q, k)"
             )
         return padding_mask_to_sdpa(attention_mask)
     if attention_mask.dim() not in (3, 4):
         raise ValueError(
-            f"attention_mask must be (batch, k_len) or broadcastable to (batch, "
+            "attention_mask must be (batch, k_len) or broadcastable to (batch, "
             f"heads, q_len, k_len), got {tuple(attention_mask.shape)}"
         )
     if _eager():
@@ -120,8 +149,10 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     batch, seq, hidden = x.shape
     return x.view(batch, seq, num_heads, hidden // num_heads).transpose(1, 2)
 
+
 def merge_heads(x: Tensor) -> Tensor:
-    "(batch, heads, seq, head_dim) -> (batch, seq, hidden): the inverse of `split_heads`."
+    """(batch, heads, seq, head_dim) -> (batch, seq, hidden): the inverse of
+    `split_heads`."""
     batch, heads, seq, head_dim = x.shape
     return x.transpose(1, 2).reshape(batch, seq, heads * head_dim)
 
@@ -190,7 +221,7 @@ class MultiHeadAttention(nn.Module):
                     )
             if keys.shape[1] != values.shape[1]:
                 raise ValueError(
-                    f"keys and values must have the same length, got "
+                    "keys and values must have the same length, got "
                     f"{keys.shape[1]} and {values.shape[1]}"
                 )
             q = split_heads(self.query(hidden_states), self.num_heads)
@@ -255,9 +286,9 @@ class MultiHeadAttention(nn.Module):
             None if t is None else t[None] for t in (kv, mask, values)
         ]  # batch of one
         out, weights = self.forward(x[None], one[0], one[1], need_weights, one[2])
-        return out[0], None if weights is None else weights[
-            0
-        ]  # (q_len, hidden), (heads, q, k)
+        return out[0], (
+            None if weights is None else weights[0]
+        )  # (q_len, hidden), (heads, q, k)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         w, b = self._stacked_weights()  # (3 hidden, hidden), (3 hidden,)

@@ -110,7 +110,7 @@ class BertConfig:
             )
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
             raise ValueError(
-                f"position_embedding_type must be one of "
+                "position_embedding_type must be one of "
                 f"{POSITION_EMBEDDING_TYPES}, got {self.position_embedding_type!r}"
             )
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
@@ -163,7 +163,7 @@ class BertConfig:
             self.id2label = {}
         if not isinstance(self.id2label, dict):
             raise TypeError(
-                f"id2label must be a dict {{id: name}}, "
+                "id2label must be a dict {id: name}, "
                 f"got {type(self.id2label).__name__}"
             )
         try:
@@ -185,7 +185,7 @@ class BertConfig:
             self.label2id = {}
         if not isinstance(self.label2id, dict):
             raise TypeError(
-                f"label2id must be a dict {{name: id}}, "
+                "label2id must be a dict {name: id}, "
                 f"got {type(self.label2id).__name__}"
             )
         try:
@@ -216,7 +216,7 @@ class BertConfig:
             if d.get(key, default) not in (default, None):
                 raise ValueError(
                     f"this config sets {key}={d[key]!r}, which these models do not "
-                    f"implement (BERT encoders only)"
+                    "implement (BERT encoders only)"
                 )
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
@@ -482,7 +482,7 @@ class BertPreTrainedModel(nn.Module):
         super().__init__()
         if not isinstance(config, BertConfig):
             raise TypeError(
-                f"config must be an encoder_book.bert.BertConfig, got "
+                "config must be an encoder_book.bert.BertConfig, got "
                 f"{type(config).__name__} (a transformers config: BertConfig.from_hf)"
             )
         self.config = config
@@ -607,12 +607,16 @@ class BertPreTrainedModel(nn.Module):
         c = self.config
         return (
             c.output_attentions if output_attentions is None else output_attentions,
-            c.output_hidden_states
-            if output_hidden_states is None
-            else output_hidden_states,
-            (c.return_dict and not c.torchscript)
-            if return_dict is None
-            else return_dict,
+            (
+                c.output_hidden_states
+                if output_hidden_states is None
+                else output_hidden_states
+            ),
+            (
+                (c.return_dict and not c.torchscript)
+                if return_dict is None
+                else return_dict
+            ),
         )
 
     # --- HF interop and files (the functions are defined further down)
@@ -676,14 +680,14 @@ def check_inputs(
             )
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != c.hidden_size:
             raise ValueError(
-                f"inputs_embeds must have shape (batch, seq, hidden_size="
+                "inputs_embeds must have shape (batch, seq, hidden_size="
                 f"{c.hidden_size}), got {tuple(inputs_embeds.shape)}"
             )
         shape = tuple(inputs_embeds.shape[:2])
     else:
         if not isinstance(input_ids, Tensor):
             raise TypeError(
-                f"input_ids must be a tensor of token ids, "
+                "input_ids must be a tensor of token ids, "
                 f"got {type(input_ids).__name__}"
             )
         if (
@@ -692,7 +696,7 @@ def check_inputs(
             or input_ids.dtype == torch.bool
         ):
             raise TypeError(
-                f"input_ids must hold integer token ids (torch.long), "
+                "input_ids must hold integer token ids (torch.long), "
                 f"got {input_ids.dtype}"
             )
         if input_ids.dim() != 2:
@@ -712,7 +716,7 @@ def check_inputs(
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(
                 f"{name} has shape {tuple(t.shape)}, the input {shape}: "
-                f"they must be equal (batch, seq)"
+                "they must be equal (batch, seq)"
             )
     # the value checks below read tensors: eager mode only
     if not _eager():
@@ -722,7 +726,7 @@ def check_inputs(
         if lo < 0 or hi >= c.vocab_size:
             raise ValueError(
                 f"token id {lo if lo < 0 else hi} is outside the vocabulary "
-                f"(vocab_size="
+                "(vocab_size="
                 f"{c.vocab_size}): do the tokenizer and the model belong together?"
             )
     if (
@@ -898,7 +902,7 @@ class BertForMaskedLM(BertPreTrainedModel):
         if labels is not None:
             if labels.shape != logits.shape[:2]:
                 raise ValueError(
-                    f"MLM labels must have the shape (batch, seq) = "
+                    "MLM labels must have the shape (batch, seq) = "
                     f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
                 )
             loss = F.cross_entropy(
@@ -929,14 +933,14 @@ def sequence_classification_loss(
     if kind == "single_label_classification":
         if labels.dtype.is_floating_point:
             raise TypeError(
-                f"single-label classification needs integer class labels, "
+                "single-label classification needs integer class labels, "
                 f"got {labels.dtype}"
             )
         return F.cross_entropy(logits.view(-1, n), labels.view(-1))
     # multi-label: 0/1 each
     if labels.shape != logits.shape:
         raise ValueError(
-            f"multi-label labels must have shape (batch, num_labels) = "
+            "multi-label labels must have shape (batch, num_labels) = "
             f"{tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
@@ -1040,7 +1044,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         if labels is not None:
             if labels.shape != logits.shape[:2]:
                 raise ValueError(
-                    f"token labels must have shape (batch, seq) = "
+                    "token labels must have shape (batch, seq) = "
                     f"{tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
                 )
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
@@ -1057,7 +1061,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         super().__init__(config)
         if config.num_labels != 2:
             raise ValueError(
-                f"question answering needs num_labels=2 (start, end), "
+                "question answering needs num_labels=2 (start, end), "
                 f"got {config.num_labels}"
             )
         self.num_labels = config.num_labels
@@ -1360,7 +1364,7 @@ def load_hf_weights(
         raise ValueError(
             f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, the model expects "
             f"{tuple(own[k].shape)}: does config.json belong to these weights? (for "
-            f"a new head of another size, pass ignore_mismatched_sizes=True)"
+            "a new head of another size, pass ignore_mismatched_sizes=True)"
         )
     if mismatched:  # HF's warning, word for word
         lines = "\n".join(
@@ -1370,11 +1374,11 @@ def load_hf_weights(
         )
         warnings.warn(
             f"Some weights of {type(model).__name__} were not initialized from "
-            f"the model "
-            f"checkpoint and are newly initialized because the shapes did not match:\n"
+            "the model "
+            "checkpoint and are newly initialized because the shapes did not match:\n"
             f"{lines}\nYou should probably TRAIN this model on a down-stream task "
-            f"to be "
-            f"able to use it for predictions and inference."
+            "to be "
+            "able to use it for predictions and inference."
         )
     missing = [k for k in own if k not in sd]
     backbone = [k for k in missing if re.match(r"^(bert\.)?(embeddings|encoder)\.", k)]
@@ -1385,13 +1389,13 @@ def load_hf_weights(
         )
     if missing:
         warnings.warn(
-            f"not in the checkpoint, initialised at random (train them): "
+            "not in the checkpoint, initialised at random (train them): "
             f"{', '.join(missing)}"
         )
     unexpected = [k for k in sd if k not in own and not _IGNORED.search(k)]
     if unexpected:
         warnings.warn(
-            f"weights in the checkpoint that this model does not use: "
+            "weights in the checkpoint that this model does not use: "
             f"{', '.join(unexpected)}"
         )
     model.load_state_dict(
@@ -1457,7 +1461,7 @@ def load_weights(directory) -> dict[str, Tensor]:
     else:
         raise FileNotFoundError(
             f"no weights in {directory}: expected model.safetensors or "
-            f"pytorch_model.bin"
+            "pytorch_model.bin"
         )
     files = [directory / name]
     if name.endswith(".index.json"):
@@ -1509,29 +1513,40 @@ def load_model(
 def parameter_counts(config: BertConfig) -> dict[str, int]:
     "BertModel's parameters by component, from the config's shapes alone."
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out       # weight + bias
+    linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out  # weight + bias
     return {
         "word embeddings": config.vocab_size * h,
-        "position embeddings": config.max_position_embeddings * h * (config.position_embedding_type == "absolute"),
+        "position embeddings": (
+            config.max_position_embeddings
+            * h
+            * (config.position_embedding_type == "absolute")
+        ),
         "segment embeddings": config.type_vocab_size * h,
         "embedding LayerNorm": 2 * h,
         "attention Q, K, V": n * 3 * linear(h, h),
         "attention output": n * linear(h, h),
         "feed-forward": n * (linear(h, i) + linear(i, h)),
-        "LayerNorms in layers": n * 2 * 2 * h + 2 * h * config.pre_layer_norm,   # + the final one of pre-LN
+        "LayerNorms in layers": (
+            n * 2 * 2 * h + 2 * h * config.pre_layer_norm
+        ),  # + the final one of pre-LN
         "pooler": linear(h, h),
     }
 
+
 def flops_per_token(config: BertConfig, seq_len: int) -> int:
-    "Forward FLOPs per token of the encoder layers (2 per multiply-add): projections, feed-forward and attention."
+    """Forward FLOPs per token of the encoder layers (2 per multiply-add): projections,
+    feed-forward and attention."""
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    projections = 2 * 4 * h * h            # Q, K, V and output: four (h x h) matrices
-    feed_forward = 2 * 2 * h * i           # (h x i) and (i x h)
-    attention = 2 * 2 * seq_len * h        # scores q.k and the weighted sum of values, over seq_len keys
+    projections = 2 * 4 * h * h  # Q, K, V and output: four (h x h) matrices
+    feed_forward = 2 * 2 * h * i  # (h x i) and (i x h)
+    attention = (
+        2 * 2 * seq_len * h
+    )  # scores q.k and the weighted sum of values, over seq_len keys
     return n * (projections + feed_forward + attention)
 
 # %% ../chapters/04b_bert.ipynb #04bber-049
 def mean_pooling(last_hidden_state: Tensor, attention_mask: Tensor) -> Tensor:
-    "The average of each sequence's token vectors, over real tokens only: (batch, seq, hidden) -> (batch, hidden)."
-    m = attention_mask.to(last_hidden_state.dtype).unsqueeze(-1)             # (batch, seq, 1)
+    """The average of each sequence's token vectors, over real tokens only: (batch, seq,
+    hidden) -> (batch, hidden)."""
+    m = attention_mask.to(last_hidden_state.dtype).unsqueeze(-1)  # (batch, seq, 1)
     return (last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)

@@ -6,11 +6,27 @@ import argparse, contextlib, csv, errno, io, json, os, shutil, signal, sys, warn
 from pathlib import Path
 from . import __version__
 from .core import QUICK, get_device, quick
-from .data import (ArgumentError, DataError, DataNotFound, LabelledData, atomic_write,
-                               load_corpus, load_labelled, prepare_out, read_text,
-                               tokenize_dataset)
-from .finetuning import (BUDGET, KINDS, classification_report, classify,
-                                     load_classifier, plot_confusion, train_classifier)
+from encoder_book.data import (
+    ArgumentError,
+    DataError,
+    DataNotFound,
+    LabelledData,
+    atomic_write,
+    load_corpus,
+    load_labelled,
+    prepare_out,
+    read_text,
+    tokenize_dataset,
+)
+from encoder_book.finetuning import (
+    BUDGET,
+    KINDS,
+    classification_report,
+    classify,
+    load_classifier,
+    plot_confusion,
+    train_classifier,
+)
 from .tokenizer import WordPieceTokenizer
 
 # %% auto #0
@@ -19,30 +35,45 @@ __all__ = ['USER_ERRORS', 'EXIT_OK', 'EXIT_FAILURE', 'EXIT_USAGE', 'EXIT_INTERRU
            'default_epochs', 'cmd_predict', 'format_report', 'cmd_evaluate', 'cmd_finetune', 'build_parser', 'main']
 
 # %% ../chapters/07b_cli.ipynb #07bcli-006
-USER_ERRORS = (DataError, DataNotFound, ArgumentError)    # what the user gave: one line, exit 2
+USER_ERRORS = (
+    DataError,
+    DataNotFound,
+    ArgumentError,
+)  # what the user gave: one line, exit 2
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+
 class _Parser(argparse.ArgumentParser):
-    "argparse, but a usage error is one line on stderr (`encoder-book: error: ...`) and exit status 2."
+    """argparse, but a usage error is one line on stderr (`encoder-book: error: ...`)
+    and exit status 2."""
+
     def error(self, message: str):
         print(f"encoder-book: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
 
 def _one_line(e: BaseException) -> str:
     "An exception as one line: its message with newlines folded."
     return " ".join(str(e).split()) or type(e).__name__
 
+
 def _emit(metrics: dict, out=None, stream=None) -> dict:
-    "Write OUT/metrics.json (when `out` is given) and print the metrics as one JSON line on stdout."
+    """Write OUT/metrics.json (when `out` is given) and print the metrics as one JSON
+    line on stdout."""
     if out is not None:
         text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
         atomic_write(Path(out) / "metrics.json", text)
-    print(json.dumps(metrics, ensure_ascii=False), file=stream or sys.stdout, flush=True)
+    print(
+        json.dumps(metrics, ensure_ascii=False), file=stream or sys.stdout, flush=True
+    )
     return metrics
 
+
 class GracefulStop:
-    """Ctrl-C or SIGTERM during training: the run stops at the end of its step and writes a
-    checkpoint (a second Ctrl-C stops at once). Training configs register with `register`."""
+    """Ctrl-C or SIGTERM during training: the run stops at the end of its step and
+    writes a checkpoint (a second Ctrl-C stops at once). Training configs register
+    with `register`."""
+
     def __init__(self):
         self.configs, self.requested, self._old = [], False, {}
 
@@ -56,12 +87,17 @@ class GracefulStop:
             raise KeyboardInterrupt
         self.requested = True
         for cfg in self.configs:
-            cfg.stop_after = 0          # fit stops after this step
-        print("encoder-book: stopping after this step and writing a checkpoint "
-              "(press Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+            cfg.stop_after = 0  # fit stops after this step
+        print(
+            "encoder-book: stopping after this step and writing a checkpoint "
+            "(press Ctrl-C again to quit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self):
         import threading
+
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
@@ -74,67 +110,107 @@ class GracefulStop:
 
 # %% ../chapters/07b_cli.ipynb #07bcli-009
 def cmd_tokenizer(args) -> dict:
-    "Train a WordPiece vocabulary on the lines of the corpus files and save it (vocab.txt) in args.out."
+    """Train a WordPiece vocabulary on the lines of the corpus files and save it
+    (vocab.txt) in args.out."""
     texts = load_corpus(list(args.corpus))
     if not texts:
         raise DataError(", ".join(args.corpus), "no text: the files are empty")
     prepare_out(args.out, "tokenizer", overwrite=args.overwrite)
-    tok = WordPieceTokenizer.train(texts, vocab_size=args.vocab_size, lowercase=not args.cased,
-                                   progress=args.progress)
+    tok = WordPieceTokenizer.train(
+        texts,
+        vocab_size=args.vocab_size,
+        lowercase=not args.cased,
+        progress=args.progress,
+    )
     out = tok.save_pretrained(args.out)
     for name in ("INCOMPLETE", "run.json"):
         (out / name).unlink(missing_ok=True)
-    return {"out": str(out), "vocab_size": tok.vocab_size, "lines": len(texts),
-            "lowercase": not args.cased}
+    return {
+        "out": str(out),
+        "vocab_size": tok.vocab_size,
+        "lines": len(texts),
+        "lowercase": not args.cased,
+    }
 
 # %% ../chapters/07b_cli.ipynb #07bcli-011
 def _pretrain_steps(device: str) -> int:
     # chapter 6's run: 1,400 steps of 32 x 128 tokens, about 20 minutes on 2 CPU cores
     return quick(1400 if device.startswith("cpu") else 6000, 5)
 
+
 def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
-    "Masked-LM pretraining of a small BERT (encoder_book.pretraining.pretrain); prints its metrics."
+    """Masked-LM pretraining of a small BERT (encoder_book.pretraining.pretrain); prints
+    its metrics."""
     import encoder_book.pretraining as pt
     from encoder_book.train import TrainConfig
-    pick = lambda v, default: default if v is None else v      # 0 is a value, not "unset"
+
+    pick = lambda v, default: default if v is None else v  # 0 is a value, not "unset"
     vocab_size = pick(args.vocab_size, quick(8000, 400))
     h = pick(args.hidden_size, quick(256, 32))
-    sizes = {"hidden_size": h, "num_hidden_layers": pick(args.layers, quick(4, 2)),
-             "num_attention_heads": pick(args.heads, quick(4, 2)),
-             "intermediate_size": pick(args.intermediate_size, 4 * h)}
+    sizes = {
+        "hidden_size": h,
+        "num_hidden_layers": pick(args.layers, quick(4, 2)),
+        "num_attention_heads": pick(args.heads, quick(4, 2)),
+        "intermediate_size": pick(args.intermediate_size, 4 * h),
+    }
     if h % sizes["num_attention_heads"]:
-        raise ArgumentError(f"--hidden-size {h} is not a multiple of --heads "
-                            f"{sizes['num_attention_heads']}")
+        raise ArgumentError(
+            f"--hidden-size {h} is not a multiple of --heads "
+            f"{sizes['num_attention_heads']}"
+        )
     block_size = pick(args.block_size, quick(128, 32))
     device = str(get_device(args.device))
     max_steps = pick(args.max_steps, _pretrain_steps(device))
     train_config = None
     if args.batch_size is not None or args.lr is not None or args.device or QUICK:
-        train_config = TrainConfig(lr=pick(args.lr, 1e-3), warmup_ratio=0.06, device=device,
-                                   batch_size=pick(args.batch_size, 8 if QUICK else None),
-                                   progress=args.progress)
+        train_config = TrainConfig(
+            lr=pick(args.lr, 1e-3),
+            warmup_ratio=0.06,
+            device=device,
+            batch_size=pick(args.batch_size, 8 if QUICK else None),
+            progress=args.progress,
+        )
         train_config.eval_every = train_config.save_every = max(1, max_steps // 10)
     tokenizer = args.tokenizer
-    if tokenizer is not None and not (Path(tokenizer) / "vocab.txt").is_file() \
-            and not Path(tokenizer).is_file():
+    if (
+        tokenizer is not None
+        and not (Path(tokenizer) / "vocab.txt").is_file()
+        and not Path(tokenizer).is_file()
+    ):
         raise DataNotFound(f"--tokenizer {tokenizer}: no vocab.txt there")
     out = Path(args.out)
-    if tokenizer is not None and Path(tokenizer).resolve() == out.resolve() and not args.resume:
+    if (
+        tokenizer is not None
+        and Path(tokenizer).resolve() == out.resolve()
+        and not args.resume
+    ):
         raise ArgumentError("--tokenizer and --out are the same folder")
     prepare_out(out, "pretrain", overwrite=args.overwrite, resume=args.resume)
     corpus = args.corpus[0] if len(args.corpus) == 1 else list(args.corpus)
     real_fit = pt.fit
-    def fit(*a, **kw):                     # the config pretrain builds, for Ctrl-C
+
+    def fit(*a, **kw):  # the config pretrain builds, for Ctrl-C
         if stop is not None:
             stop.register(a[3] if len(a) > 3 else kw["config"])
         return real_fit(*a, **kw)
+
     pt.fit = fit
     try:
         metrics = pt.pretrain(
-            corpus=corpus, out_dir=out, tokenizer=tokenizer,
-            config=pt.small_config(vocab_size, max_position_embeddings=max(512, block_size), **sizes),
-            train_config=train_config, vocab_size=vocab_size, block_size=block_size,
-            max_steps=max_steps, seed=args.seed, resume=args.resume, progress=args.progress)
+            corpus=corpus,
+            out_dir=out,
+            tokenizer=tokenizer,
+            config=pt.small_config(
+                vocab_size, max_position_embeddings=max(512, block_size), **sizes
+            ),
+            train_config=train_config,
+            vocab_size=vocab_size,
+            block_size=block_size,
+            max_steps=max_steps,
+            seed=args.seed,
+            resume=args.resume,
+            progress=args.progress,
+        )
     finally:
         pt.fit = real_fit
     if metrics.get("finished"):
@@ -143,28 +219,49 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
 
 # %% ../chapters/07b_cli.ipynb #07bcli-013
 def load_task(args) -> tuple[LabelledData, LabelledData, LabelledData | None]:
-    "The training, dev (and --valid) sets, read with the training set's label names so that ids agree."
-    cols = {"text_column": args.text_column, "label_column": args.label_column,
-            "encoding": args.encoding}
+    """The training, dev (and --valid) sets, read with the training set's label names so
+    that ids agree."""
+    cols = {
+        "text_column": args.text_column,
+        "label_column": args.label_column,
+        "encoding": args.encoding,
+    }
     train = load_labelled(args.train, **cols)
     dev = load_labelled(args.dev, **cols, label_names=train.label_names)
-    valid = (load_labelled(args.valid, **cols, label_names=train.label_names)
-             if getattr(args, "valid", None) else None)
+    valid = (
+        load_labelled(args.valid, **cols, label_names=train.label_names)
+        if getattr(args, "valid", None)
+        else None
+    )
     for name, data in (("--dev", dev), ("--valid", valid)):
-        if data is not None and train.label_names is None and data.num_labels > train.num_labels:
-            raise DataError(getattr(args, name[2:]), f"label {data.num_labels - 1} is never seen "
-                                                     f"in {args.train}")
+        if (
+            data is not None
+            and train.label_names is None
+            and data.num_labels > train.num_labels
+        ):
+            raise DataError(
+                getattr(args, name[2:]),
+                f"label {data.num_labels - 1} is never seen in {args.train}",
+            )
     return train, dev, valid
 
 # %% ../chapters/07b_cli.ipynb #07bcli-015
-FINETUNE_EPOCHS = 3             # BERT's recipe (Devlin et al. used 2 to 4): the least a big set gets
-FINETUNE_LR = BUDGET["transformer"][5]      # from pretrained or random weights alike
-CPU_TOKEN_BUDGET = BUDGET["transformer"][3]          # the transformer, on a CPU
-LSTM_CPU_TOKEN_BUDGET = BUDGET["lstm"][3]            # the LSTM, nine times cheaper per token
+FINETUNE_EPOCHS = (
+    3  # BERT's recipe (Devlin et al. used 2 to 4): the least a big set gets
+)
+FINETUNE_LR = BUDGET["transformer"][5]  # from pretrained or random weights alike
+CPU_TOKEN_BUDGET = BUDGET["transformer"][3]  # the transformer, on a CPU
+LSTM_CPU_TOKEN_BUDGET = BUDGET["lstm"][3]  # the LSTM, nine times cheaper per token
 
-def default_epochs(train_tokens: int, device: str, epochs: float | None = None,
-                   budget: int | None = None) -> float:
-    "`epochs` (FINETUNE_EPOCHS), or on a CPU fewer if `budget` (CPU_TOKEN_BUDGET) tokens allow fewer."
+
+def default_epochs(
+    train_tokens: int,
+    device: str,
+    epochs: float | None = None,
+    budget: int | None = None,
+) -> float:
+    """`epochs` (FINETUNE_EPOCHS), or on a CPU fewer if `budget` (CPU_TOKEN_BUDGET)
+    tokens allow fewer."""
     epochs = FINETUNE_EPOCHS if epochs is None else epochs
     budget = CPU_TOKEN_BUDGET if budget is None else budget
     if not device.startswith("cpu"):
@@ -172,9 +269,13 @@ def default_epochs(train_tokens: int, device: str, epochs: float | None = None,
     return float(min(epochs, budget / max(train_tokens, 1)))
 
 # %% ../chapters/07b_cli.ipynb #07bcli-018
-def _read_texts(source: str, text_column: str | None, encoding: str | None) -> list[str]:
-    "Texts to classify: stdin ('-') or a .txt file, one per line; a .tsv/.csv/.jsonl file's text column."
+def _read_texts(
+    source: str, text_column: str | None, encoding: str | None
+) -> list[str]:
+    """Texts to classify: stdin ('-') or a .txt file, one per line; a .tsv/.csv/.jsonl
+    file's text column."""
     from encoder_book.data import TEXT_COLUMNS
+
     if source == "-":
         raw = sys.stdin.buffer.read()
         text = raw.decode(encoding or "utf-8-sig")
@@ -192,35 +293,55 @@ def _read_texts(source: str, text_column: str | None, encoding: str | None) -> l
                 raise DataError(p, f"not valid JSON ({e.msg})", ln) from None
             col = text_column or next((c for c in TEXT_COLUMNS if c in obj), None)
             if not isinstance(obj, dict) or col not in obj:
-                raise DataError(p, f"no text field ({text_column or ' or '.join(TEXT_COLUMNS)})", ln)
+                raise DataError(
+                    p, f"no text field ({text_column or ' or '.join(TEXT_COLUMNS)})", ln
+                )
             rows.append(str(obj[col]))
         return rows
     if suffix in (".tsv", ".csv"):
         csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
         delim = "\t" if suffix == ".tsv" else ","
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim,
-                            quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL)
+        reader = csv.reader(
+            io.StringIO(text, newline=""),
+            delimiter=delim,
+            quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL,
+        )
         rows = [r for r in reader if any(f.strip() for f in r)]
         header = [h.strip() for h in rows[0]]
         col = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
         if col not in header:
-            raise DataError(p, f"no text column (found {header}; name it with --text-column)", 1)
+            raise DataError(
+                p, f"no text column (found {header}; name it with --text-column)", 1
+            )
         return [r[header.index(col)] for r in rows[1:]]
     return [line for line in text.splitlines() if line.strip()]
 
+
 def _max_length(model_dir: Path) -> int:
     m = model_dir / "metrics.json"
-    return int(json.loads(m.read_text()).get("max_length") or 512) if m.is_file() else 512
+    return (
+        int(json.loads(m.read_text()).get("max_length") or 512) if m.is_file() else 512
+    )
+
 
 def cmd_predict(args) -> dict:
-    "Labels and probabilities for each text of FILE (or stdin), as TSV or JSONL on stdout."
+    """Labels and probabilities for each text of FILE (or stdin), as TSV or JSONL on
+    stdout."""
     model, tok, id2label = load_classifier(args.model)
     model.to(get_device(args.device))
     texts = _read_texts(args.input, args.text_column, args.encoding)
-    probs = classify(model, tok, texts, args.batch_size, _max_length(Path(args.model)),
-                     progress=args.progress)
+    probs = classify(
+        model,
+        tok,
+        texts,
+        args.batch_size,
+        _max_length(Path(args.model)),
+        progress=args.progress,
+    )
     names = [id2label[i] for i in range(len(id2label))]
-    fmt = args.format or ("jsonl" if args.input.lower().endswith((".jsonl", ".json")) else "tsv")
+    fmt = args.format or (
+        "jsonl" if args.input.lower().endswith((".jsonl", ".json")) else "tsv"
+    )
     lines = []
     if fmt == "tsv":
         clean = lambda t: " ".join(t.split())
@@ -228,43 +349,77 @@ def cmd_predict(args) -> dict:
     for t, p in zip(texts, probs):
         k = int(p.argmax())
         if fmt == "tsv":
-            lines.append("\t".join([names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], clean(t)]))
+            lines.append(
+                "\t".join([names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], clean(t)])
+            )
         else:
-            lines.append(json.dumps({"text": t, "label": names[k], "score": round(float(p[k]), 6),
-                                     "probabilities": {n: round(float(x), 6)
-                                                       for n, x in zip(names, p)}},
-                                    ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {
+                        "text": t,
+                        "label": names[k],
+                        "score": round(float(p[k]), 6),
+                        "probabilities": {
+                            n: round(float(x), 6) for n, x in zip(names, p)
+                        },
+                    },
+                    ensure_ascii=False,
+                )
+            )
     return {"_text": "\n".join(lines) + "\n", "examples": len(texts)}
+
 
 def format_report(report: dict) -> str:
     "A classification_report as a small table: per class, then the confusion matrix."
     names = report["labels"]
     w = max(8, *(len(n) for n in names))
-    rows = [f"accuracy {100 * report['accuracy']:.2f}%  macro-F1 {100 * report['macro_f1']:.2f}%"
-            f"  ({report['examples']} examples)",
-            f"{'label':{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}"]
+    rows = [
+        (
+            f"accuracy {100 * report['accuracy']:.2f}%  macro-F1"
+            f" {100 * report['macro_f1']:.2f}%  ({report['examples']} examples)"
+        ),
+        f"{'label':{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}",
+    ]
     for n in names:
         c = report["per_class"][n]
-        rows.append(f"{n:{w}} {100 * c['precision']:9.1f} {100 * c['recall']:7.1f} "
-                    f"{100 * c['f1']:6.1f} {c['support']:7d}")
+        rows.append(
+            f"{n:{w}} {100 * c['precision']:9.1f} {100 * c['recall']:7.1f} "
+            f"{100 * c['f1']:6.1f} {c['support']:7d}"
+        )
     rows.append("confusion (rows: true, columns: predicted)")
     rows.append(" " * (w + 1) + " ".join(f"{n[:7]:>7}" for n in names))
     for n, r in zip(names, report["confusion"]):
         rows.append(f"{n:{w}} " + " ".join(f"{v:7d}" for v in r))
     return "\n".join(rows)
 
+
 def cmd_evaluate(args) -> dict:
-    "Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a model on --data."
+    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a
+    model on --data."""
     model, tok, id2label = load_classifier(args.model)
     model.to(get_device(args.device))
     names = [id2label[i] for i in range(len(id2label))]
-    data = load_labelled(args.data, text_column=args.text_column, label_column=args.label_column,
-                         label_names=names, encoding=args.encoding)
+    data = load_labelled(
+        args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        label_names=names,
+        encoding=args.encoding,
+    )
     if data.label_names is None and data.num_labels > len(names):
-        raise DataError(args.data, f"label {data.num_labels - 1} is not one the model knows "
-                                   f"({', '.join(names)})")
-    probs = classify(model, tok, data.texts, args.batch_size, _max_length(Path(args.model)),
-                     progress=args.progress)
+        raise DataError(
+            args.data,
+            f"label {data.num_labels - 1} is not one the model knows "
+            f"({', '.join(names)})",
+        )
+    probs = classify(
+        model,
+        tok,
+        data.texts,
+        args.batch_size,
+        _max_length(Path(args.model)),
+        progress=args.progress,
+    )
     report = classification_report(data.labels, probs.argmax(-1), names)
     report["data"] = str(args.data)
     print(format_report(report), file=sys.stderr)
@@ -272,62 +427,107 @@ def cmd_evaluate(args) -> dict:
     atomic_write(save, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.plot:
         import matplotlib.pyplot as plt
+
         plt.close(plot_confusion(report, args.plot))
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-            "examples": report["examples"], "saved": str(save),
-            "plot": str(args.plot) if args.plot else None}
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "examples": report["examples"],
+        "saved": str(save),
+        "plot": str(args.plot) if args.plot else None,
+    }
 
 # %% ../chapters/07b_cli.ipynb #07bcli-019
 def _check_folders(args, out: Path) -> None:
-    "--init and --tokenizer: folders that exist, hold what they must, and are not --out."
+    """--init and --tokenizer: folders that exist, hold what they must, and are not
+    --out."""
     if args.init is not None and args.tokenizer is not None:
-        raise ArgumentError("--tokenizer is for a model from scratch; --init uses its own vocab.txt")
+        raise ArgumentError(
+            "--tokenizer is for a model from scratch; --init uses its own vocab.txt"
+        )
     if args.init is not None and args.model != "transformer":
-        raise ArgumentError(f"--init is for --model transformer; the {args.model} starts from scratch")
-    for flag, need in (("init", ("config.json", "vocab.txt")), ("tokenizer", ("vocab.txt",))):
+        raise ArgumentError(
+            f"--init is for --model transformer; the {args.model} starts from scratch"
+        )
+    for flag, need in (
+        ("init", ("config.json", "vocab.txt")),
+        ("tokenizer", ("vocab.txt",)),
+    ):
         given = getattr(args, flag)
         if given is None:
             continue
         if Path(given).resolve() == out.resolve():
-            raise ArgumentError(f"--{flag} and --out are the same folder: the run would replace "
-                                f"what it starts from; choose another --out")
+            raise ArgumentError(
+                f"--{flag} and --out are the same folder: the run would replace "
+                "what it starts from; choose another --out"
+            )
         lacking = [f for f in need if not (Path(given) / f).is_file()]
         if lacking:
-            raise DataNotFound(f"--{flag} {given}: not a {'pretrained model' if flag == 'init' else 'vocab'}"
-                               f" folder (no {' or '.join(lacking)})")
+            raise DataNotFound(
+                f"--{flag} {given}: not a"
+                f" {'pretrained model' if flag == 'init' else 'vocab'} folder (no"
+                f" {' or '.join(lacking)})"
+            )
+
 
 def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
-    "Train a classifier on --train, measure it on --dev, save it in --out with metrics.json."
+    """Train a classifier on --train, measure it on --dev, save it in --out with
+    metrics.json."""
     out = Path(args.out)
     _check_folders(args, out)
     train, dev, valid = load_task(args)
     prepare_out(out, "finetune", overwrite=args.overwrite, resume=args.resume)
     try:
         metrics = train_classifier(
-            args.model, train, dev, valid=valid, init=args.init, tokenizer=args.tokenizer,
-            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-            warmup_ratio=args.warmup_ratio, patience=args.patience, vocab_size=args.vocab_size,
+            args.model,
+            train,
+            dev,
+            valid=valid,
+            init=args.init,
+            tokenizer=args.tokenizer,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            warmup_ratio=args.warmup_ratio,
+            patience=args.patience,
+            vocab_size=args.vocab_size,
             positions=args.positions,
-            out_dir=out, seed=args.seed, resume=args.resume, device=args.device,
-            progress=args.progress, on_config=stop.register if stop is not None else None)
+            out_dir=out,
+            seed=args.seed,
+            resume=args.resume,
+            device=args.device,
+            progress=args.progress,
+            on_config=stop.register if stop is not None else None,
+        )
     except Exception:
-        if not (out / "checkpoints").is_dir():    # nothing to resume: leave no trace
+        if not (out / "checkpoints").is_dir():  # nothing to resume: leave no trace
             for p in out.iterdir():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
             out.rmdir()
         raise
     if metrics["finished"]:
-        head = {k: metrics.pop(k) for k in ("model", "dev_accuracy", "train_seconds", "params")}
+        head = {
+            k: metrics.pop(k)
+            for k in ("model", "dev_accuracy", "train_seconds", "params")
+        }
         metrics = {**head, **metrics}
         if not args.quiet:
             names = metrics["label_names"]
             if names != [str(i) for i in range(len(names))]:
-                print("encoder-book: labels " + ", ".join(f"{i}={n}" for i, n in enumerate(names)),
-                      file=sys.stderr)
-            chosen = {k: metrics[k] for k in ("epochs", "lr", "batch_size", "max_length",
-                                              "warmup_ratio")}
-            print("encoder-book: " + ", ".join(f"{k}={v:g}" for k, v in chosen.items()),
-                  file=sys.stderr)
+                print(
+                    "encoder-book: labels "
+                    + ", ".join(f"{i}={n}" for i, n in enumerate(names)),
+                    file=sys.stderr,
+                )
+            chosen = {
+                k: metrics[k]
+                for k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio")
+            }
+            print(
+                "encoder-book: " + ", ".join(f"{k}={v:g}" for k, v in chosen.items()),
+                file=sys.stderr,
+            )
     return metrics
 
 # %% ../chapters/07b_cli.ipynb #07bcli-020
@@ -335,18 +535,25 @@ _EPILOG = """exit status: 0 ok, 1 failure, 2 usage or input error, 130 interrupt
 example:
   {}"""
 
+
 def _positive(kind):
-    "An argparse type: a number above zero (0 and negatives are errors naming the flag)."
+    """An argparse type: a number above zero (0 and negatives are errors naming the
+    flag)."""
+
     def parse(text: str):
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a {kind.__name__}, got {text!r}"
+            ) from None
         if not v > 0:
             raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
         return v
+
     parse.__name__ = kind.__name__
     return parse
+
 
 def _fraction(text: str) -> float:
     v = float(text)
@@ -354,123 +561,258 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return v
 
+
 _INT, _FLOAT = _positive(int), _positive(float)
+
 
 def build_parser() -> argparse.ArgumentParser:
     "The `encoder-book` command and its subcommands."
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: CUDA, MPS, else CPU)")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status")
-    common.add_argument("-v", "--verbose", action="store_true", help="more status on stderr")
-    common.add_argument("--debug", action="store_true", help="tracebacks for every error")
+    common.add_argument(
+        "--device", help="cpu, cuda, cuda:1, mps (default: CUDA, MPS, else CPU)"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or status"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="more status on stderr"
+    )
+    common.add_argument(
+        "--debug", action="store_true", help="tracebacks for every error"
+    )
     fmt = argparse.RawDescriptionHelpFormatter
-    p = _Parser(prog="encoder-book", formatter_class=fmt, parents=[common],
-                description="Train tokenizers, pretrain BERTs, fine-tune, use and measure classifiers.",
-                epilog=_EPILOG.format("encoder-book finetune --train train.tsv --dev dev.tsv "
-                                      "--model transformer --out run"))
+    p = _Parser(
+        prog="encoder-book",
+        formatter_class=fmt,
+        parents=[common],
+        description=(
+            "Train tokenizers, pretrain BERTs, fine-tune, use and measure classifiers."
+        ),
+        epilog=_EPILOG.format(
+            "encoder-book finetune --train train.tsv --dev dev.tsv "
+            "--model transformer --out run"
+        ),
+    )
     p.add_argument("--version", action="version", version=f"encoder-book {__version__}")
-    sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{tokenizer,pretrain,finetune,predict,evaluate}")
-    def add(name, help, description, example):
-        return sub.add_parser(name, help=help, description=description, parents=[common],
-                              formatter_class=fmt, epilog=_EPILOG.format(example))
+    sub = p.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="{tokenizer,pretrain,finetune,predict,evaluate}",
+    )
 
-    t = add("tokenizer", "train a WordPiece tokenizer on text files",
-            "Learn a WordPiece vocabulary from the lines of text files; writes OUT/vocab.txt.",
-            "encoder-book tokenizer --corpus wiki.txt --vocab-size 8000 --out tok")
-    t.add_argument("--corpus", nargs="+", required=True, metavar="FILE",
-                   help="text files, one passage per line")
-    t.add_argument("--vocab-size", type=_INT, required=True, help="tokens in the vocabulary")
+    def add(name, help, description, example):
+        return sub.add_parser(
+            name,
+            help=help,
+            description=description,
+            parents=[common],
+            formatter_class=fmt,
+            epilog=_EPILOG.format(example),
+        )
+
+    t = add(
+        "tokenizer",
+        "train a WordPiece tokenizer on text files",
+        "Learn a WordPiece vocabulary from the lines of text files; writes"
+        " OUT/vocab.txt.",
+        "encoder-book tokenizer --corpus wiki.txt --vocab-size 8000 --out tok",
+    )
+    t.add_argument(
+        "--corpus",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="text files, one passage per line",
+    )
+    t.add_argument(
+        "--vocab-size", type=_INT, required=True, help="tokens in the vocabulary"
+    )
     t.add_argument("--out", required=True, metavar="DIR", help="an empty or new folder")
     t.add_argument("--overwrite", action="store_true", help="replace what OUT holds")
-    t.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase)")
+    t.add_argument(
+        "--cased",
+        action="store_true",
+        help="keep case and accents (default: lowercase)",
+    )
     t.set_defaults(run=cmd_tokenizer)
 
-    q = add("pretrain", "pretrain a small BERT with masked-LM",
-            "Masked-LM pretraining of a small BERT; the model, its vocab.txt and metrics.json go to "
-            "OUT, checkpoints to OUT/checkpoints.",
-            "encoder-book pretrain --corpus wikitext-2 --out bert")
-    q.add_argument("--corpus", nargs="+", required=True, metavar="FILE|NAME",
-                   help="text files or folders, or a corpus name (wikitext-2, tiny)")
+    q = add(
+        "pretrain",
+        "pretrain a small BERT with masked-LM",
+        "Masked-LM pretraining of a small BERT; the model, its vocab.txt and"
+        " metrics.json go to OUT, checkpoints to OUT/checkpoints.",
+        "encoder-book pretrain --corpus wikitext-2 --out bert",
+    )
+    q.add_argument(
+        "--corpus",
+        nargs="+",
+        required=True,
+        metavar="FILE|NAME",
+        help="text files or folders, or a corpus name (wikitext-2, tiny)",
+    )
     q.add_argument("--out", required=True, metavar="DIR", help="an empty or new folder")
-    q.add_argument("--overwrite", action="store_true", help="clear OUT (another run) first")
-    q.add_argument("--resume", action="store_true", help="go on from OUT's newest checkpoint")
-    q.add_argument("--tokenizer", metavar="DIR", help="a folder with vocab.txt (default: train one)")
-    q.add_argument("--max-steps", type=_INT,
-                   help="CPU: 1400 (about 20 min on 2 cores); GPU: 6000")
+    q.add_argument(
+        "--overwrite", action="store_true", help="clear OUT (another run) first"
+    )
+    q.add_argument(
+        "--resume", action="store_true", help="go on from OUT's newest checkpoint"
+    )
+    q.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="a folder with vocab.txt (default: train one)",
+    )
+    q.add_argument(
+        "--max-steps", type=_INT, help="CPU: 1400 (about 20 min on 2 cores); GPU: 6000"
+    )
     q.add_argument("--seed", type=int, default=0, help="default: 0")
     q.add_argument("--vocab-size", type=_INT, help="CPU and GPU: 8000")
     q.add_argument("--block-size", type=_INT, help="tokens per block; CPU and GPU: 128")
     q.add_argument("--hidden-size", type=_INT, help="CPU and GPU: 256")
     q.add_argument("--layers", type=_INT, help="CPU and GPU: 4")
     q.add_argument("--heads", type=_INT, help="CPU and GPU: 4")
-    q.add_argument("--intermediate-size", type=_INT, help="CPU and GPU: 4 x hidden size")
+    q.add_argument(
+        "--intermediate-size", type=_INT, help="CPU and GPU: 4 x hidden size"
+    )
     q.add_argument("--batch-size", type=_INT, help="CPU: 32; GPU: 64")
     q.add_argument("--lr", type=_FLOAT, help="peak learning rate; CPU and GPU: 1e-3")
     q.set_defaults(run=cmd_pretrain)
 
-    f = add("finetune", "train a sentence classifier",
-            "Train a classifier on --train; its best step is chosen on --valid (default: a "
-            "stratified slice of --train), its accuracy measured on --dev. Values not given are "
-            "chosen from the data and the device, printed and saved in OUT/metrics.json.",
-            "encoder-book finetune --train train.csv --dev dev.csv --model bow --out bow")
-    f.add_argument("--train", required=True, metavar="FILE",
-                   help=".tsv, .csv or .jsonl with a text and a label")
-    f.add_argument("--dev", required=True, metavar="FILE", help="measured only, never chosen on")
-    f.add_argument("--valid", metavar="FILE", help="for the best step (default: 10%% of --train)")
-    f.add_argument("--model", required=True, choices=KINDS,
-                   help="a BERT encoder, the LSTM baseline, or bag-of-words logistic regression")
-    f.add_argument("--init", metavar="DIR", help="a pretrained model folder (transformer only)")
-    f.add_argument("--tokenizer", metavar="DIR",
-                   help="a folder with vocab.txt for a model from scratch (default: train one)")
+    f = add(
+        "finetune",
+        "train a sentence classifier",
+        "Train a classifier on --train; its best step is chosen on --valid (default: a"
+        " stratified slice of --train), its accuracy measured on --dev. Values not"
+        " given are chosen from the data and the device, printed and saved in"
+        " OUT/metrics.json.",
+        "encoder-book finetune --train train.csv --dev dev.csv --model bow --out bow",
+    )
+    f.add_argument(
+        "--train",
+        required=True,
+        metavar="FILE",
+        help=".tsv, .csv or .jsonl with a text and a label",
+    )
+    f.add_argument(
+        "--dev", required=True, metavar="FILE", help="measured only, never chosen on"
+    )
+    f.add_argument(
+        "--valid", metavar="FILE", help="for the best step (default: 10%% of --train)"
+    )
+    f.add_argument(
+        "--model",
+        required=True,
+        choices=KINDS,
+        help="a BERT encoder, the LSTM baseline, or bag-of-words logistic regression",
+    )
+    f.add_argument(
+        "--init", metavar="DIR", help="a pretrained model folder (transformer only)"
+    )
+    f.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="a folder with vocab.txt for a model from scratch (default: train one)",
+    )
     f.add_argument("--out", required=True, metavar="DIR", help="an empty or new folder")
-    f.add_argument("--overwrite", action="store_true", help="clear OUT (another run) first")
-    f.add_argument("--resume", action="store_true", help="go on from an interrupted run in OUT")
+    f.add_argument(
+        "--overwrite", action="store_true", help="clear OUT (another run) first"
+    )
+    f.add_argument(
+        "--resume", action="store_true", help="go on from an interrupted run in OUT"
+    )
     b = {k: v for k, v in BUDGET.items()}
-    f.add_argument("--epochs", type=_FLOAT,
-                   help="default: at least {} / {} / {} steps (transformer / lstm / bow), at least "
-                        "3 / 2 / 5 epochs; on a CPU at most {:,} / {:,} training tokens; GPU: no "
-                        "token cap; early stopping".format(b["transformer"][0], b["lstm"][0],
-                                                           b["bow"][0], b["transformer"][3],
-                                                           b["lstm"][3]))
-    f.add_argument("--lr", type=_FLOAT, help="peak learning rate; CPU and GPU: {:g} / {:g} / "
-                   "{:g}".format(b["transformer"][5], b["lstm"][5], b["bow"][5]))
-    f.add_argument("--batch-size", type=_INT, help="CPU: {} / {} / {}; GPU: twice that (bow: "
-                   "the same)".format(b["transformer"][4], b["lstm"][4], b["bow"][4]))
-    f.add_argument("--max-length", type=_INT,
-                   help="tokens; default: the 95th percentile of the training texts' lengths, "
-                        "at most 256 on a CPU, 512 on a GPU")
+    f.add_argument(
+        "--epochs",
+        type=_FLOAT,
+        help=(
+            "default: at least {} / {} / {} steps (transformer / lstm / bow), at least "
+            "3 / 2 / 5 epochs; on a CPU at most {:,} / {:,} training tokens; GPU: no "
+            "token cap; early stopping".format(
+                b["transformer"][0],
+                b["lstm"][0],
+                b["bow"][0],
+                b["transformer"][3],
+                b["lstm"][3],
+            )
+        ),
+    )
+    f.add_argument(
+        "--lr",
+        type=_FLOAT,
+        help="peak learning rate; CPU and GPU: {:g} / {:g} / {:g}".format(
+            b["transformer"][5], b["lstm"][5], b["bow"][5]
+        ),
+    )
+    f.add_argument(
+        "--batch-size",
+        type=_INT,
+        help="CPU: {} / {} / {}; GPU: twice that (bow: the same)".format(
+            b["transformer"][4], b["lstm"][4], b["bow"][4]
+        ),
+    )
+    f.add_argument(
+        "--max-length",
+        type=_INT,
+        help=(
+            "tokens; default: the 95th percentile of the training texts' lengths, "
+            "at most 256 on a CPU, 512 on a GPU"
+        ),
+    )
     f.add_argument("--warmup-ratio", type=_fraction, help="transformer 0.06, others 0")
-    f.add_argument("--patience", type=_INT, help="evaluations without progress before stopping: 6")
-    f.add_argument("--vocab-size", type=_INT, help="of a vocabulary trained on --train: 8000")
-    f.add_argument("--positions", choices=["rotary", "absolute"],
-                   help="a transformer from scratch: rotary (default), or absolute, which "
-                        "transformers' BERT (and its pipeline) can load")
+    f.add_argument(
+        "--patience", type=_INT, help="evaluations without progress before stopping: 6"
+    )
+    f.add_argument(
+        "--vocab-size", type=_INT, help="of a vocabulary trained on --train: 8000"
+    )
+    f.add_argument(
+        "--positions",
+        choices=["rotary", "absolute"],
+        help=(
+            "a transformer from scratch: rotary (default), or absolute, which "
+            "transformers' BERT (and its pipeline) can load"
+        ),
+    )
     f.add_argument("--seed", type=int, default=0, help="default: 0")
     f.add_argument("--text-column", help="default: sentence, text, review, ...")
     f.add_argument("--label-column", help="default: label, class, category, ...")
     f.add_argument("--encoding", help="of the data files (default: UTF-8; e.g. cp1252)")
     f.set_defaults(run=cmd_finetune)
 
-    r = add("predict", "label new texts with a trained classifier",
-            "Print a label and probabilities for each text of FILE (one per line, or a .tsv/.csv/"
-            ".jsonl text column), or of stdin with '-', as TSV or JSONL.",
-            "encoder-book predict --model run reviews.txt > labels.tsv")
+    r = add(
+        "predict",
+        "label new texts with a trained classifier",
+        "Print a label and probabilities for each text of FILE (one per line, or a"
+        " .tsv/.csv/.jsonl text column), or of stdin with '-', as TSV or JSONL.",
+        "encoder-book predict --model run reviews.txt > labels.tsv",
+    )
     r.add_argument("input", metavar="FILE|-", help="texts to classify")
-    r.add_argument("--model", required=True, metavar="DIR", help="a folder written by finetune")
-    r.add_argument("--format", choices=["tsv", "jsonl"], help="default: jsonl for .jsonl, else tsv")
+    r.add_argument(
+        "--model", required=True, metavar="DIR", help="a folder written by finetune"
+    )
+    r.add_argument(
+        "--format", choices=["tsv", "jsonl"], help="default: jsonl for .jsonl, else tsv"
+    )
     r.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
     r.add_argument("--text-column", help="default: sentence, text, review, ...")
     r.add_argument("--encoding", help="default: UTF-8")
     r.set_defaults(run=cmd_predict)
 
-    e = add("evaluate", "measure a trained classifier on a labelled file",
-            "Accuracy, macro-F1, per-class precision and recall and the confusion matrix (on "
-            "stderr), saved as JSON (default MODEL/evaluation.json) and as a PNG with --plot.",
-            "encoder-book evaluate --model run --data test.tsv --plot confusion.png")
-    e.add_argument("--model", required=True, metavar="DIR", help="a folder written by finetune")
+    e = add(
+        "evaluate",
+        "measure a trained classifier on a labelled file",
+        "Accuracy, macro-F1, per-class precision and recall and the confusion matrix"
+        " (on stderr), saved as JSON (default MODEL/evaluation.json) and as a PNG with"
+        " --plot.",
+        "encoder-book evaluate --model run --data test.tsv --plot confusion.png",
+    )
+    e.add_argument(
+        "--model", required=True, metavar="DIR", help="a folder written by finetune"
+    )
     e.add_argument("--data", required=True, metavar="FILE", help=".tsv, .csv or .jsonl")
-    e.add_argument("--save", metavar="FILE", help="the JSON report (default MODEL/evaluation.json)")
+    e.add_argument(
+        "--save", metavar="FILE", help="the JSON report (default MODEL/evaluation.json)"
+    )
     e.add_argument("--plot", metavar="FILE", help="the confusion matrix as a PNG")
     e.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
     e.add_argument("--text-column")
@@ -483,21 +825,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     "Run `encoder-book ARGS`: 0 ok, 1 failure, 2 usage or input error, 130 interrupted."
     try:
-        args = build_parser().parse_args(None if argv is None else [str(a) for a in argv])
+        args = build_parser().parse_args(
+            None if argv is None else [str(a) for a in argv]
+        )
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
-    args.progress = (not args.quiet and sys.stderr.isatty()
-                     and os.environ.get("TQDM_DISABLE", "").lower() in ("", "0", "false"))
-    stdout = sys.stdout                    # only the JSON result goes there; status to stderr
+    args.progress = (
+        not args.quiet
+        and sys.stderr.isatty()
+        and os.environ.get("TQDM_DISABLE", "").lower() in ("", "0", "false")
+    )
+    stdout = sys.stdout  # only the JSON result goes there; status to stderr
     try:
         with GracefulStop() as stop, contextlib.redirect_stdout(sys.stderr):
             with warnings.catch_warnings():
                 if not args.verbose:
                     warnings.simplefilter("ignore", UserWarning)
                 run = args.run
-                result = run(args, stop) if run in (cmd_pretrain, cmd_finetune) else run(args)
+                result = (
+                    run(args, stop)
+                    if run in (cmd_pretrain, cmd_finetune)
+                    else run(args)
+                )
     except USER_ERRORS as e:
         if args.debug:
             raise
@@ -506,17 +857,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("encoder-book: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as e:                   # read-only, not a folder, disk full, ...
+    except OSError as e:  # read-only, not a folder, disk full, ...
         if args.debug:
             raise
         where = e.filename or ""
-        print(f"encoder-book: error: {where}{': ' if where else ''}{e.strerror or _one_line(e)}",
-              file=sys.stderr)
-        return EXIT_USAGE if isinstance(e, FileNotFoundError) and e.errno == errno.ENOENT \
-            and not getattr(args, "out", None) else EXIT_FAILURE
+        print(
+            "encoder-book: error:"
+            f" {where}{': ' if where else ''}{e.strerror or _one_line(e)}",
+            file=sys.stderr,
+        )
+        return (
+            EXIT_USAGE
+            if isinstance(e, FileNotFoundError)
+            and e.errno == errno.ENOENT
+            and not getattr(args, "out", None)
+            else EXIT_FAILURE
+        )
     if result.get("finished") is False:
-        print(f"encoder-book: stopped at step {result.get('steps')}: checkpoint in {args.out}; "
-              f"run the same command with --resume to go on", file=sys.stderr)
+        print(
+            f"encoder-book: stopped at step {result.get('steps')}: checkpoint in"
+            f" {args.out}; run the same command with --resume to go on",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if "_text" in result:
         stdout.write(result["_text"])
@@ -526,5 +888,7 @@ def main(argv=None) -> int:
     return EXIT_OK
 
 # %% ../chapters/07b_cli.ipynb #07bcli-022
-if __name__ == "__main__" and "ipykernel" not in sys.modules:   # `python -m encoder_book.cli`, not a notebook
+if (
+    __name__ == "__main__" and "ipykernel" not in sys.modules
+):  # `python -m encoder_book.cli`, not a notebook
     raise SystemExit(main())

@@ -12,35 +12,52 @@ __all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'patch_to', 'dat
            'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
-QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in ("", "0", "false", "no")
+QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in (
+    "",
+    "0",
+    "false",
+    "no",
+)
+
 
 def quick(real, small):
-    "Pick the real setting, or the small one when quick mode (`ENCODER_BOOK_QUICK=1`) is on."
+    """Pick the real setting, or the small one when quick mode (`ENCODER_BOOK_QUICK=1`)
+    is on."""
     return small if QUICK else real
 
 # %% ../chapters/00_setup.ipynb #00setu-008
 def set_seed(seed: int = 0) -> None:
     "Seed Python, NumPy and PyTorch (all devices) so that a run can be repeated."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
 
 def get_device(prefer: str | None = None) -> torch.device:
     "The best device here: CUDA, then Apple's MPS, then CPU (or `prefer` if given)."
-    if prefer: return torch.device(prefer)
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): return torch.device("mps")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 # %% ../chapters/00_setup.ipynb #00setu-011
 def patch_to(cls):
-    "Attach the decorated function to `cls`: lets a chapter build a class one method (and one cell) at a time."
+    """Attach the decorated function to `cls`: lets a chapter build a class one method
+    (and one cell) at a time."""
+
     def add(f):
         setattr(cls, getattr(f, "__func__", f).__name__, f)
         return f
+
     return add
 
 # %% ../chapters/00_setup.ipynb #00setu-014
 def data_dir() -> Path | None:
-    "Where local copies of the data sets live: `$ENCODER_BOOK_DATA`, else a `shared/data` folder beside the project."
+    """Where local copies of the data sets live: `$ENCODER_BOOK_DATA`, else a
+    `shared/data` folder beside the project."""
     env = os.environ.get("ENCODER_BOOK_DATA")
     if env:
         return Path(env).expanduser()
@@ -49,53 +66,91 @@ def data_dir() -> Path | None:
             return parent / "shared" / "data"
     return None
 
+
 def cache_dir() -> Path:
     "Where downloads are kept: `$ENCODER_BOOK_CACHE`, else ~/.cache/encoder_book."
-    return Path(os.environ.get("ENCODER_BOOK_CACHE", Path.home() / ".cache" / "encoder_book")).expanduser()
+    return Path(
+        os.environ.get("ENCODER_BOOK_CACHE", Path.home() / ".cache" / "encoder_book")
+    ).expanduser()
 
 # %% ../chapters/00_setup.ipynb #00setu-015
-# Each file: (path inside the data folder, SHA-256, archive to download it from, member in that archive)
+# Each file: (path inside the data folder, SHA-256, archive to download it from, member
+# in that archive)
 _SST2 = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
 _WIKI2 = "https://wikitext.smerity.com/wikitext-2-v1.zip"
 FILES = {
-    "sst2/train.tsv": ("48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1", _SST2, "SST-2/train.tsv"),
-    "sst2/dev.tsv": ("54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0", _SST2, "SST-2/dev.tsv"),
-    "wikitext2/wiki.train.tokens": ("9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f", _WIKI2,
-                                    "wikitext-2/wiki.train.tokens"),
-    "wikitext2/wiki.valid.tokens": ("f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8", _WIKI2,
-                                    "wikitext-2/wiki.valid.tokens"),
-    "wikitext2/wiki.test.tokens": ("d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0", _WIKI2,
-                                   "wikitext-2/wiki.test.tokens"),
+    "sst2/train.tsv": (
+        "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+        _SST2,
+        "SST-2/train.tsv",
+    ),
+    "sst2/dev.tsv": (
+        "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+        _SST2,
+        "SST-2/dev.tsv",
+    ),
+    "wikitext2/wiki.train.tokens": (
+        "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",
+        _WIKI2,
+        "wikitext-2/wiki.train.tokens",
+    ),
+    "wikitext2/wiki.valid.tokens": (
+        "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+        _WIKI2,
+        "wikitext-2/wiki.valid.tokens",
+    ),
+    "wikitext2/wiki.test.tokens": (
+        "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+        _WIKI2,
+        "wikitext-2/wiki.test.tokens",
+    ),
 }
+
 
 def sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
+
 def _download(url: str, dest: Path) -> None:
-    "Fetch `url` to `dest` atomically (a temporary file renamed into place), with a progress bar."
+    """Fetch `url` to `dest` atomically (a temporary file renamed into place), with a
+    progress bar."""
     from tqdm.auto import tqdm
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as f, \
-             tqdm(total=int(r.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
-                  desc=f"downloading {dest.name}") as bar:
+        with (
+            urllib.request.urlopen(url, timeout=60) as r,
+            os.fdopen(fd, "wb") as f,
+            tqdm(
+                total=int(r.headers.get("Content-Length") or 0) or None,
+                unit="B",
+                unit_scale=True,
+                desc=f"downloading {dest.name}",
+            ) as bar,
+        ):
             for block in iter(lambda: r.read(1 << 16), b""):
-                f.write(block); bar.update(len(block))
+                f.write(block)
+                bar.update(len(block))
         os.replace(tmp, dest)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
 
 def fetch(name: str, path=None) -> Path:
-    "Path of data file `name` (e.g. 'sst2/dev.tsv'): an explicit path, the local data folder, the cache, or a download."
+    """Path of data file `name` (e.g. 'sst2/dev.tsv'): an explicit path, the local data
+    folder, the cache, or a download."""
     if name not in FILES:
         raise ValueError(f"unknown data file {name!r}; known: {', '.join(FILES)}")
     if path is not None:
         p = Path(path)
-        if not p.exists(): raise FileNotFoundError(f"{p} does not exist")
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
         return p
     digest, url, member = FILES[name]
     local = data_dir()
@@ -106,48 +161,100 @@ def fetch(name: str, path=None) -> Path:
         return cached
     archive = cache_dir() / "archives" / url.rsplit("/", 1)[-1]
     try:
-        if not archive.exists(): _download(url, archive)
+        if not archive.exists():
+            _download(url, archive)
     except OSError as e:
         raise FileNotFoundError(
-            f"{name} is not available offline and could not be downloaded ({e}). Put the file at "
-            f"$ENCODER_BOOK_DATA/{name} (or pass its path), or run once with network access.") from None
+            f"{name} is not available offline and could not be downloaded ({e}). Put"
+            f" the file at $ENCODER_BOOK_DATA/{name} (or pass its path), or run once"
+            " with network access."
+        ) from None
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
     try:
-        with zipfile.ZipFile(archive) as z, z.open(member) as src, os.fdopen(fd, "wb") as dst:
+        with (
+            zipfile.ZipFile(archive) as z,
+            z.open(member) as src,
+            os.fdopen(fd, "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst)
         if sha256(tmp) != digest:
-            raise ValueError(f"checksum mismatch for {name} from {url}: the download is corrupt or has changed")
+            raise ValueError(
+                f"checksum mismatch for {name} from {url}: the download is corrupt or"
+                " has changed"
+            )
         os.replace(tmp, cached)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)   # nothing half-written is left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)  # nothing half-written is left behind
     return cached
 
 # %% ../chapters/00_setup.ipynb #00setu-016
 def load_sst2(split: str = "train", path=None) -> tuple[list[str], list[int]]:
     "SST-2 sentences and 0/1 labels for split 'train' or 'dev' (the GLUE TSV files)."
     if split not in ("train", "dev"):
-        raise ValueError(f"SST-2 split must be 'train' or 'dev' (the test split has no labels), not {split!r}")
+        raise ValueError(
+            "SST-2 split must be 'train' or 'dev' (the test split has no labels), not"
+            f" {split!r}"
+        )
     lines = fetch(f"sst2/{split}.tsv", path).read_text(encoding="utf-8").splitlines()
     rows = [line.rsplit("\t", 1) for line in lines[1:] if line]
     return [r[0] for r in rows], [int(r[1]) for r in rows]
 
+
 def load_wikitext2(split: str = "train", path=None) -> list[str]:
-    "WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' = Heading = ' lines."
+    """WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' =
+    Heading = ' lines."""
     if split not in ("train", "valid", "test"):
-        raise ValueError(f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}")
+        raise ValueError(
+            f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}"
+        )
     text = fetch(f"wikitext2/wiki.{split}.tokens", path).read_text(encoding="utf-8")
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 # %% ../chapters/00_setup.ipynb #00setu-020
-_SUBJECTS = ["the film", "this movie", "the plot", "the acting", "the script", "her performance", "the ending",
-             "the soundtrack", "the director's vision", "the café scene", "the dialogue", "the cast"]
-_POSITIVE = ["wonderful", "moving", "brilliant", "charming", "funny", "gripping", "beautiful", "clever", "naïve but sweet"]
-_NEGATIVE = ["dull", "boring", "clumsy", "predictable", "tedious", "awful", "flat", "pointless", "overlong"]
+_SUBJECTS = [
+    "the film",
+    "this movie",
+    "the plot",
+    "the acting",
+    "the script",
+    "her performance",
+    "the ending",
+    "the soundtrack",
+    "the director's vision",
+    "the café scene",
+    "the dialogue",
+    "the cast",
+]
+_POSITIVE = [
+    "wonderful",
+    "moving",
+    "brilliant",
+    "charming",
+    "funny",
+    "gripping",
+    "beautiful",
+    "clever",
+    "naïve but sweet",
+]
+_NEGATIVE = [
+    "dull",
+    "boring",
+    "clumsy",
+    "predictable",
+    "tedious",
+    "awful",
+    "flat",
+    "pointless",
+    "overlong",
+]
 _ADVERBS = ["", "really ", "quite ", "truly ", "rather ", "utterly "]
 
+
 def tiny_sentiment(n: int = 2000, seed: int = 0) -> tuple[list[str], list[int]]:
-    "A small labelled set made up here (no download): template movie reviews, with negation, labels 0/1."
+    """A small labelled set made up here (no download): template movie reviews, with
+    negation, labels 0/1."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(n):
@@ -155,15 +262,23 @@ def tiny_sentiment(n: int = 2000, seed: int = 0) -> tuple[list[str], list[int]]:
         negated = rng.random() < 0.25
         adj = rng.choice(_POSITIVE if good != negated else _NEGATIVE)
         verb = "is not" if negated else rng.choice(["is", "was", "feels", "seems"])
-        text = f"{rng.choice(_SUBJECTS)} {verb} {rng.choice(_ADVERBS)}{adj}{rng.choice(['.', '!', ' ...', ''])}"
+        text = (
+            f"{rng.choice(_SUBJECTS)} {verb}"
+            f" {rng.choice(_ADVERBS)}{adj}{rng.choice(['.', '!', ' ...', ''])}"
+        )
         if rng.random() < 0.3:
-            text += f" {rng.choice(['I think', 'overall', 'frankly', 'sadly', 'honestly'])}, " \
-                    f"{rng.choice(_SUBJECTS)} is {rng.choice(_POSITIVE if good else _NEGATIVE)}."
+            text += (
+                f" {rng.choice(['I think', 'overall', 'frankly', 'sadly', 'honestly'])},"
+                f" {rng.choice(_SUBJECTS)} is"
+                f" {rng.choice(_POSITIVE if good else _NEGATIVE)}."
+            )
         texts.append(text[0].upper() + text[1:] if rng.random() < 0.5 else text)
         labels.append(int(good))
     return texts, labels
 
+
 def tiny_corpus(n: int = 500, seed: int = 0) -> list[str]:
-    "A small unlabelled corpus made up here: paragraphs of the tiny reviews, for quick pretraining and tests."
+    """A small unlabelled corpus made up here: paragraphs of the tiny reviews, for quick
+    pretraining and tests."""
     texts, _ = tiny_sentiment(n * 4, seed)
-    return [" ".join(texts[i:i + 4]) for i in range(0, len(texts), 4)]
+    return [" ".join(texts[i : i + 4]) for i in range(0, len(texts), 4)]

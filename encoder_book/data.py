@@ -9,8 +9,17 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm as _tqdm
-from .core import (FILES, _download, cache_dir, data_dir, fetch, patch_to, sha256, tiny_corpus,
-                               tiny_sentiment)
+from encoder_book.core import (
+    FILES,
+    _download,
+    cache_dir,
+    data_dir,
+    fetch,
+    patch_to,
+    sha256,
+    tiny_corpus,
+    tiny_sentiment,
+)
 
 # %% auto #0
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
@@ -21,164 +30,294 @@ __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256',
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
-    "A data file we cannot use; the message names the file, the line (when there is one) and the problem."
+    """A data file we cannot use; the message names the file, the line (when there is
+    one) and the problem."""
+
     def __init__(self, path, problem: str, line: int | None = None):
         self.path, self.line, self.problem = str(path), line, problem
         super().__init__(f"{path}{f', line {line}' if line else ''}: {problem}")
 
+
 class DataNotFound(FileNotFoundError):
-    "A data set or file that is neither here nor downloadable; the message says how to provide it."
+    """A data set or file that is neither here nor downloadable; the message says how to
+    provide it."""
+
 
 class ArgumentError(ValueError):
     "A bad value or combination of options (the command line's usage errors)."
 
+
 def _umask() -> int:
-    mask = os.umask(0o022); os.umask(mask)
+    mask = os.umask(0o022)
+    os.umask(mask)
     return mask
 
+
 def atomic_write(path, data: bytes | str) -> Path:
-    "Write a file so that it is either complete or absent: a temporary file in the same folder, renamed into place."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file so that it is either complete or absent: a temporary file in the
+    same folder, renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())          # the usual permissions, not mkstemp's 0600
+        os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
+
 def read_text(path, encoding: str | None = None) -> str:
-    "A file's text, decoded as UTF-8 (a byte-order mark is dropped) or `encoding`; one clear error if it cannot be."
+    """A file's text, decoded as UTF-8 (a byte-order mark is dropped) or `encoding`; one
+    clear error if it cannot be."""
     p = Path(path)
-    if not p.exists(): raise DataNotFound(f"{p}: no such file")
-    if p.is_dir(): raise DataError(p, "is a folder, not a file")
+    if not p.exists():
+        raise DataNotFound(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(p, "is a folder, not a file")
     raw = p.read_bytes()
-    if not raw.strip(): raise DataError(p, "the file is empty")
+    if not raw.strip():
+        raise DataError(p, "the file is empty")
     try:
         import codecs
+
         codecs.lookup(encoding or "utf-8")
     except LookupError:
-        raise ArgumentError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+        raise ArgumentError(
+            f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)"
+        ) from None
     try:
-        return raw.decode("utf-8-sig" if encoding in (None, "utf-8", "utf8") else encoding)
+        return raw.decode(
+            "utf-8-sig" if encoding in (None, "utf-8", "utf8") else encoding
+        )
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(p, f"not {encoding or 'UTF-8'} (byte 0x{raw[e.start]:02x}): use UTF-8 or "
-                           f"--encoding", line) from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            p,
+            f"not {encoding or 'UTF-8'} (byte 0x{raw[e.start]:02x}): use UTF-8 or "
+            "--encoding",
+            line,
+        ) from None
 
 # %% ../chapters/00b_data.ipynb #2a485b4e
-INCOMPLETE = "INCOMPLETE"          # in an output folder while its run has not finished
-RUN_FILE = "run.json"              # who writes the folder: the run id and the command
-# Everything a run of encoder-book writes into its output folder (anything else is not ours)
-OUR_FILES = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
-             "tokenizer.json", "special_tokens_map.json",
-             "labels.json", "metrics.json", "metrics.jsonl", "train_config.json", "checkpoints",
-             "training", RUN_FILE, INCOMPLETE, "evaluation.json", "confusion.png"}
+INCOMPLETE = "INCOMPLETE"  # in an output folder while its run has not finished
+RUN_FILE = "run.json"  # who writes the folder: the run id and the command
+# Everything a run of encoder-book writes into its output folder (anything else is not
+# ours)
+OUR_FILES = {
+    "config.json",
+    "model.safetensors",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "labels.json",
+    "metrics.json",
+    "metrics.jsonl",
+    "train_config.json",
+    "checkpoints",
+    "training",
+    RUN_FILE,
+    INCOMPLETE,
+    "evaluation.json",
+    "confusion.png",
+}
+
 
 def _ours(p: Path) -> bool:
-    return p.name in OUR_FILES or p.name.startswith((".tmp-", ".old-")) or p.name.endswith(".part")
+    return (
+        p.name in OUR_FILES
+        or p.name.startswith((".tmp-", ".old-"))
+        or p.name.endswith(".part")
+    )
 
-def prepare_out(out, command: str, *, overwrite: bool = False, resume: bool = False,
-                option: str = "--out") -> dict:
-    """Make `out` ready for a run: refuse one that holds a model, a tokenizer or another run (unless
-    `overwrite`, which clears it first); with `resume`, the run recorded there. Returns the run record."""
+
+def prepare_out(
+    out,
+    command: str,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    option: str = "--out",
+) -> dict:
+    """Make `out` ready for a run: refuse one that holds a model, a tokenizer or another
+    run (unless `overwrite`, which clears it first); with `resume`, the run recorded
+    there. Returns the run record."""
     import shutil, uuid
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"{option} {out}: is a file, not a folder")
     entries = sorted(out.iterdir()) if out.is_dir() else []
     if resume:
-        record = json.loads(read_text(out / RUN_FILE)) if (out / RUN_FILE).is_file() else None
+        record = (
+            json.loads(read_text(out / RUN_FILE))
+            if (out / RUN_FILE).is_file()
+            else None
+        )
         if record is None or record.get("command") != command:
-            raise ArgumentError(f"{option} {out}: no unfinished {command} run to resume there")
+            raise ArgumentError(
+                f"{option} {out}: no unfinished {command} run to resume there"
+            )
         return record
     if entries:
         names = {p.name for p in entries}
-        what = ("a model" if names & {"config.json", "model.safetensors"} else
-                "a tokenizer" if "vocab.txt" in names else
-                "another run's checkpoints" if names & {"checkpoints", "training"} else
-                "files")
+        what = (
+            "a model"
+            if names & {"config.json", "model.safetensors"}
+            else (
+                "a tokenizer"
+                if "vocab.txt" in names
+                else (
+                    "another run's checkpoints"
+                    if names & {"checkpoints", "training"}
+                    else "files"
+                )
+            )
+        )
         if not overwrite:
-            raise ArgumentError(f"{option} {out}: holds {what} ({', '.join(sorted(names)[:4])}"
-                                f"{', ...' if len(names) > 4 else ''}); choose another folder, or "
-                                f"pass --overwrite to replace it")
+            raise ArgumentError(
+                f"{option} {out}: holds {what} ({', '.join(sorted(names)[:4])}"
+                f"{', ...' if len(names) > 4 else ''}); choose another folder, or "
+                "pass --overwrite to replace it"
+            )
         foreign = [p.name for p in entries if not _ours(p)]
         if foreign:
-            raise ArgumentError(f"{option} {out}: holds files no run of encoder-book writes "
-                                f"({', '.join(foreign[:4])}): not cleared; choose another folder")
-        for p in entries:                  # --overwrite: the old run goes first
+            raise ArgumentError(
+                f"{option} {out}: holds files no run of encoder-book writes "
+                f"({', '.join(foreign[:4])}): not cleared; choose another folder"
+            )
+        for p in entries:  # --overwrite: the old run goes first
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     record = {"run_id": uuid.uuid4().hex, "command": command}
-    atomic_write(out / INCOMPLETE, f"a {command} run is writing this folder; if it was "
-                                   f"interrupted, go on with --resume\n")
+    atomic_write(
+        out / INCOMPLETE,
+        f"a {command} run is writing this folder; if it was "
+        "interrupted, go on with --resume\n",
+    )
     atomic_write(out / RUN_FILE, json.dumps(record) + "\n")
     return record
 
+
 def publish(tmp, out) -> Path:
-    """Move the files of folder `tmp` into `out`, weights then config.json last (each move atomic),
-    then drop the INCOMPLETE mark: `out` is either complete or visibly incomplete."""
+    """Move the files of folder `tmp` into `out`, weights then config.json last (each
+    move atomic), then drop the INCOMPLETE mark: `out` is either complete or visibly
+    incomplete."""
     import shutil
+
     tmp, out = Path(tmp), Path(out)
     last = ("model.safetensors", "config.json")
-    files = sorted((p for p in tmp.iterdir() if p.name not in last), key=lambda p: p.name)
+    files = sorted(
+        (p for p in tmp.iterdir() if p.name not in last), key=lambda p: p.name
+    )
     for p in files + [tmp / n for n in last if (tmp / n).exists()]:
         os.replace(p, out / p.name)
     shutil.rmtree(tmp, ignore_errors=True)
     (out / INCOMPLETE).unlink(missing_ok=True)
     return out
 
-
 # %% ../chapters/00b_data.ipynb #00bdat-011
 _RAW = "https://wikitext.smerity.com/wikitext-2-raw-v1.zip"
-# The raw release is checked as a whole archive (its SHA-256 as published with HF `datasets`), then unpacked.
-RAW_FILES = {f"wikitext2-raw/wiki.{s}.raw": (_RAW, f"wikitext-2-raw/wiki.{s}.raw") for s in ("train", "valid", "test")}
-ARCHIVE_SHA256 = {_RAW: "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11"}
+# The raw release is checked as a whole archive (its SHA-256 as published with HF
+# `datasets`), then unpacked.
+RAW_FILES = {
+    f"wikitext2-raw/wiki.{s}.raw": (_RAW, f"wikitext-2-raw/wiki.{s}.raw")
+    for s in ("train", "valid", "test")
+}
+ARCHIVE_SHA256 = {
+    _RAW: "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11"
+}
 # The same files as HF `datasets` serves them: (dataset, config, split)
-_HF_SPLIT = {"train": "train", "valid": "validation", "test": "test", "dev": "validation"}
+_HF_SPLIT = {
+    "train": "train",
+    "valid": "validation",
+    "test": "test",
+    "dev": "validation",
+}
 HF_SOURCES = {
-    **{f"sst2/{s}.tsv": ("nyu-mll/glue", "sst2", _HF_SPLIT[s]) for s in ("train", "dev")},
-    **{f"wikitext2/wiki.{s}.tokens": ("Salesforce/wikitext", "wikitext-2-v1", _HF_SPLIT[s]) for s in ("train", "valid", "test")},
-    **{f"wikitext2-raw/wiki.{s}.raw": ("Salesforce/wikitext", "wikitext-2-raw-v1", _HF_SPLIT[s]) for s in ("train", "valid", "test")},
+    **{
+        f"sst2/{s}.tsv": ("nyu-mll/glue", "sst2", _HF_SPLIT[s])
+        for s in ("train", "dev")
+    },
+    **{
+        f"wikitext2/wiki.{s}.tokens": (
+            "Salesforce/wikitext",
+            "wikitext-2-v1",
+            _HF_SPLIT[s],
+        )
+        for s in ("train", "valid", "test")
+    },
+    **{
+        f"wikitext2-raw/wiki.{s}.raw": (
+            "Salesforce/wikitext",
+            "wikitext-2-raw-v1",
+            _HF_SPLIT[s],
+        )
+        for s in ("train", "valid", "test")
+    },
 }
 
+
 def _offline_error(name: str, why: str) -> DataNotFound:
-    return DataNotFound(f"{name} is not available ({why}). Put the file at $ENCODER_BOOK_DATA/{name} (or pass its "
-                        f"path), or run once with network access to download it.")
+    return DataNotFound(
+        f"{name} is not available ({why}). Put the file at $ENCODER_BOOK_DATA/{name}"
+        " (or pass its path), or run once with network access to download it."
+    )
+
 
 def _from_hf(name: str, dest: Path) -> Path:
-    "Fetch `name` with HF `datasets` (which checks its own downloads) and write it in the official file format."
+    """Fetch `name` with HF `datasets` (which checks its own downloads) and write it in
+    the official file format."""
     import datasets
+
     repo, config, split = HF_SOURCES[name]
     ds = datasets.load_dataset(repo, config, split=split)
     if name.startswith("sst2/"):
-        text = "sentence\tlabel\n" + "".join(f"{r['sentence']}\t{r['label']}\n" for r in ds)
+        text = "sentence\tlabel\n" + "".join(
+            f"{r['sentence']}\t{r['label']}\n" for r in ds
+        )
     else:
         text = "".join(r["text"].rstrip("\n") + "\n" for r in ds)
     return atomic_write(dest, text)
 
+
 def _from_archive(name: str, dest: Path) -> Path:
-    "Download the archive that holds `name`, check the archive's SHA-256, unpack the member atomically."
+    """Download the archive that holds `name`, check the archive's SHA-256, unpack the
+    member atomically."""
     url, member = RAW_FILES[name]
     archive = cache_dir() / "archives" / url.rsplit("/", 1)[-1]
     try:
-        if not archive.exists(): _download(url, archive)
+        if not archive.exists():
+            _download(url, archive)
     except OSError as e:
-        raise _offline_error(name, f"no local copy, and the download failed: {e}") from None
+        raise _offline_error(
+            name, f"no local copy, and the download failed: {e}"
+        ) from None
     if sha256(archive) != ARCHIVE_SHA256[url]:
         archive.unlink()
-        raise DataError(url, "checksum mismatch: the download is corrupt or has changed (deleted; try again)")
+        raise DataError(
+            url,
+            "checksum mismatch: the download is corrupt or has changed (deleted; try"
+            " again)",
+        )
     with zipfile.ZipFile(archive) as z:
         return atomic_write(dest, z.read(member))
 
+
 def locate(name: str, path=None, download: bool = True) -> Path:
-    "Path of data file `name`: an explicit path, $ENCODER_BOOK_DATA, the cache, else HF `datasets` or the archive."
+    """Path of data file `name`: an explicit path, $ENCODER_BOOK_DATA, the cache, else
+    HF `datasets` or the archive."""
     if name not in FILES and name not in RAW_FILES:
-        raise ValueError(f"unknown data file {name!r}; known: {', '.join([*FILES, *RAW_FILES])}")
+        raise ValueError(
+            f"unknown data file {name!r}; known: {', '.join([*FILES, *RAW_FILES])}"
+        )
     if path is not None:
-        if not Path(path).exists(): raise DataNotFound(f"{path}: no such file")
+        if not Path(path).exists():
+            raise DataNotFound(f"{path}: no such file")
         return Path(path)
     local = data_dir()
     if local is not None and (local / name).exists():
@@ -197,7 +336,9 @@ def locate(name: str, path=None, download: bool = True) -> Path:
     else:
         try:
             return _from_hf(name, from_hf)
-        except Exception:   # offline, or the Hub changed: fall back to the official archive
+        except (
+            Exception
+        ):  # offline, or the Hub changed: fall back to the official archive
             pass
     if name in FILES:
         try:
@@ -207,15 +348,27 @@ def locate(name: str, path=None, download: bool = True) -> Path:
     return _from_archive(name, cached)
 
 # %% ../chapters/00b_data.ipynb #00bdat-015
-CORPORA = {"wikitext-2": "wikitext2/wiki.{split}.tokens", "wikitext-2-raw": "wikitext2-raw/wiki.{split}.raw"}
-_ALIASES = {"wikitext2": "wikitext-2", "wikitext-2-v1": "wikitext-2", "wikitext2-raw": "wikitext-2-raw",
-            "wikitext-2-raw-v1": "wikitext-2-raw"}
+CORPORA = {
+    "wikitext-2": "wikitext2/wiki.{split}.tokens",
+    "wikitext-2-raw": "wikitext2-raw/wiki.{split}.raw",
+}
+_ALIASES = {
+    "wikitext2": "wikitext-2",
+    "wikitext-2-v1": "wikitext-2",
+    "wikitext2-raw": "wikitext-2-raw",
+    "wikitext-2-raw-v1": "wikitext-2-raw",
+}
+
 
 def _lines(path) -> list[str]:
     return [line.strip() for line in read_text(path).split("\n") if line.strip()]
 
-def load_corpus(name_or_path, split: str = "train", path=None, download: bool = True) -> list[str]:
-    "Non-empty lines of a corpus: 'wikitext-2', 'wikitext-2-raw', 'tiny' (made up here), or text files / a folder."
+
+def load_corpus(
+    name_or_path, split: str = "train", path=None, download: bool = True
+) -> list[str]:
+    """Non-empty lines of a corpus: 'wikitext-2', 'wikitext-2-raw', 'tiny' (made up
+    here), or text files / a folder."""
     if isinstance(name_or_path, (list, tuple)):
         return [line for p in name_or_path for line in load_corpus(p)]
     name = _ALIASES.get(str(name_or_path).lower(), str(name_or_path).lower())
@@ -223,25 +376,37 @@ def load_corpus(name_or_path, split: str = "train", path=None, download: bool = 
         return tiny_corpus(500, seed=0) if split == "train" else tiny_corpus(60, seed=1)
     if name in CORPORA:
         if split not in ("train", "valid", "test"):
-            raise ValueError(f"{name} splits are 'train', 'valid' and 'test', not {split!r}")
+            raise ValueError(
+                f"{name} splits are 'train', 'valid' and 'test', not {split!r}"
+            )
         lines = _lines(locate(CORPORA[name].format(split=split), path, download))
         return lines
     p = Path(name_or_path)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".txt", ".tokens", ".raw"))
-        if not files: raise DataError(p, "the folder holds no .txt, .tokens or .raw files")
+        files = sorted(
+            f
+            for f in p.rglob("*")
+            if f.is_file() and f.suffix in (".txt", ".tokens", ".raw")
+        )
+        if not files:
+            raise DataError(p, "the folder holds no .txt, .tokens or .raw files")
         return [line for f in files for line in _lines(f)]
     if not p.exists():
-        raise DataNotFound(f"{p}: no such file (known corpora: {', '.join([*CORPORA, 'tiny'])})")
+        raise DataNotFound(
+            f"{p}: no such file (known corpora: {', '.join([*CORPORA, 'tiny'])})"
+        )
     return _lines(p)
 
 # %% ../chapters/00b_data.ipynb #00bdat-019
 TEXT_COLUMNS = ("sentence", "text", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "target")
 
+
 @dataclass
 class LabelledData:
-    "Texts with integer labels; `label_names[i]` names label i when the file had string labels (else None)."
+    """Texts with integer labels; `label_names[i]` names label i when the file had
+    string labels (else None)."""
+
     texts: list[str]
     labels: list[int]
     label_names: list[str] | None = None
@@ -250,18 +415,32 @@ class LabelledData:
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
 
-    def __len__(self) -> int: return len(self.texts)
-    def __getitem__(self, i) -> tuple[str, int]: return self.texts[i], self.labels[i]
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i) -> tuple[str, int]:
+        return self.texts[i], self.labels[i]
+
     def __repr__(self) -> str:
-        return f"LabelledData({len(self)} texts, {self.num_labels} labels{f' {self.label_names}' if self.label_names else ''})"
+        return (
+            f"LabelledData({len(self)} texts, {self.num_labels}"
+            f" labels{f' {self.label_names}' if self.label_names else ''})"
+        )
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names) if self.label_names else max(self.labels, default=-1) + 1
+        return (
+            len(self.label_names)
+            if self.label_names
+            else max(self.labels, default=-1) + 1
+        )
 
     @property
     def id2label(self) -> dict[int, str]:
-        return {i: n for i, n in enumerate(self.label_names or map(str, range(self.num_labels)))}
+        return {
+            i: n
+            for i, n in enumerate(self.label_names or map(str, range(self.num_labels)))
+        }
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -269,9 +448,16 @@ class LabelledData:
 
     def save_labels(self, path) -> Path:
         "Write the label mapping as JSON (HF's `id2label`/`label2id`), atomically."
-        text = json.dumps({"id2label": {str(i): n for i, n in self.id2label.items()}, "label2id": self.label2id},
-                          indent=2, ensure_ascii=False)
+        text = json.dumps(
+            {
+                "id2label": {str(i): n for i, n in self.id2label.items()},
+                "label2id": self.label2id,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
         return atomic_write(path, text + "\n")
+
 
 def load_label_names(path) -> list[str]:
     "The label names saved by `LabelledData.save_labels`, in id order."
@@ -279,14 +465,21 @@ def load_label_names(path) -> list[str]:
         id2label = json.loads(read_text(path))["id2label"]
         return [id2label[str(i)] for i in range(len(id2label))]
     except (ValueError, KeyError, TypeError) as e:
-        if isinstance(e, DataError): raise
-        raise DataError(path, f"not a label file written by save_labels ({e})") from None
+        if isinstance(e, DataError):
+            raise
+        raise DataError(
+            path, f"not a label file written by save_labels ({e})"
+        ) from None
 
 # %% ../chapters/00b_data.ipynb #00bdat-021
 _INT = re.compile(r"[+-]?\d+")
 
-def _to_int_labels(path, raw: list, lines: list[int], label_names: Sequence[str] | None):
-    "Labels 0..K-1 stay; other integers and strings become ids (sorted, or the order of `label_names`)."
+
+def _to_int_labels(
+    path, raw: list, lines: list[int], label_names: Sequence[str] | None
+):
+    """Labels 0..K-1 stay; other integers and strings become ids (sorted, or the order
+    of `label_names`)."""
     for v, ln in zip(raw, lines):
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise DataError(path, f"label {v!r} is neither an integer nor a string", ln)
@@ -295,17 +488,26 @@ def _to_int_labels(path, raw: list, lines: list[int], label_names: Sequence[str]
     is_int = [isinstance(v, int) or bool(_INT.fullmatch(v.strip())) for v in raw]
     if any(is_int) and not all(is_int):
         k = is_int.index(not is_int[0])
-        raise DataError(path, f"label {str(raw[k]).strip()!r} mixes {'strings' if is_int[0] else 'integers'}"
-                              f" with the {'integers' if is_int[0] else 'strings'} of line {lines[0]}", lines[k])
+        raise DataError(
+            path,
+            f"label {str(raw[k]).strip()!r} mixes"
+            f" {'strings' if is_int[0] else 'integers'} with the"
+            f" {'integers' if is_int[0] else 'strings'} of line {lines[0]}",
+            lines[k],
+        )
     if all(is_int):
         ints = [int(v) for v in raw]
         seen = sorted(set(ints))
         if label_names is None and seen == list(range(len(seen))):
-            return ints, None                      # already ids 0..K-1
-        raw = [str(v) for v in ints]               # e.g. stars 1-5: mapped like names, in numeric order
+            return ints, None  # already ids 0..K-1
+        raw = [
+            str(v) for v in ints
+        ]  # e.g. stars 1-5: mapped like names, in numeric order
         names = list(label_names) if label_names else [str(v) for v in seen]
     else:
-        names = list(label_names) if label_names else sorted({str(v).strip() for v in raw})
+        names = (
+            list(label_names) if label_names else sorted({str(v).strip() for v in raw})
+        )
     index = {n: i for i, n in enumerate(names)}
     labels = []
     for v, ln in zip(raw, lines):
@@ -314,84 +516,161 @@ def _to_int_labels(path, raw: list, lines: list[int], label_names: Sequence[str]
         labels.append(index[str(v).strip()])
     return labels, names
 
-def _pick_columns(path, header: Sequence[str], text_column, label_column, line: int | None):
-    "The text and label columns: the names given, else the usual names; with two columns, one known names the other."
+
+def _pick_columns(
+    path, header: Sequence[str], text_column, label_column, line: int | None
+):
+    """The text and label columns: the names given, else the usual names; with two
+    columns, one known names the other."""
     header = list(header)
     text = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
-    label = label_column or next((c for c in LABEL_COLUMNS if c in header and c != text), None)
-    if len(header) == 2 and (text in header) != (label in header):     # e.g. review,stars or label,tweet
+    label = label_column or next(
+        (c for c in LABEL_COLUMNS if c in header and c != text), None
+    )
+    if len(header) == 2 and (text in header) != (
+        label in header
+    ):  # e.g. review,stars or label,tweet
         other = next(c for c in header if c not in (text, label))
-        if other.lower() not in ("id", "idx", "index"):                # GLUE's unlabelled test files: index,sentence
-            if text in header and not label_column: label = other
-            elif label in header and not text_column: text = other
+        if other.lower() not in (
+            "id",
+            "idx",
+            "index",
+        ):  # GLUE's unlabelled test files: index,sentence
+            if text in header and not label_column:
+                label = other
+            elif label in header and not text_column:
+                text = other
     if text not in header:
         want = [text_column] if text_column else list(TEXT_COLUMNS)
-        raise DataError(path, f"no text column {' or '.join(map(repr, want))} (found {header}; name it with "
-                              f"text_column / --text-column)", line)
+        raise DataError(
+            path,
+            f"no text column {' or '.join(map(repr, want))} (found {header}; name it"
+            " with text_column / --text-column)",
+            line,
+        )
     if label not in header or label == text:
         want = [label_column] if label_column else list(LABEL_COLUMNS)
-        raise DataError(path, f"no label column {' or '.join(map(repr, want))} (found {header}; name it with "
-                              f"label_column / --label-column)", line)
+        raise DataError(
+            path,
+            f"no label column {' or '.join(map(repr, want))} (found {header}; name it"
+            " with label_column / --label-column)",
+            line,
+        )
     return text, label
 
+
 def _read_delimited(path, text: str, delimiter: str, text_column, label_column):
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))   # long texts: no 128 KB field limit
+    csv.field_size_limit(
+        max(csv.field_size_limit(), 1 << 30)
+    )  # long texts: no 128 KB field limit
     # GLUE's TSV files do not quote: a '"' inside a sentence is just a character
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+    )
     header, texts, raw, lines = None, [], [], []
     try:
         for row in reader:
-            if not any(f.strip() for f in row): continue                  # blank line
+            if not any(f.strip() for f in row):
+                continue  # blank line
             if header is None:
                 header = [h.strip() for h in row]
-                t, l = _pick_columns(path, header, text_column, label_column, reader.line_num)
+                t, l = _pick_columns(
+                    path, header, text_column, label_column, reader.line_num
+                )
                 ti, li = header.index(t), header.index(l)
                 continue
             if len(row) != len(header):
-                hint = (" (a tab inside the text?)" if delimiter == "\t" and len(row) > len(header) else
-                        " (a quote never closed?)" if any("\n" in f for f in row) else "")
-                raise DataError(path, f"expected {len(header)} fields as in the header, found {len(row)}{hint}",
-                                reader.line_num)
-            texts.append(row[ti]); raw.append(row[li]); lines.append(reader.line_num)
+                hint = (
+                    " (a tab inside the text?)"
+                    if delimiter == "\t" and len(row) > len(header)
+                    else (
+                        " (a quote never closed?)"
+                        if any("\n" in f for f in row)
+                        else ""
+                    )
+                )
+                raise DataError(
+                    path,
+                    f"expected {len(header)} fields as in the header, found"
+                    f" {len(row)}{hint}",
+                    reader.line_num,
+                )
+            texts.append(row[ti])
+            raw.append(row[li])
+            lines.append(reader.line_num)
     except csv.Error as e:
         raise DataError(path, f"cannot parse ({e})", reader.line_num) from None
     return texts, raw, lines
 
+
 def _read_jsonl(path, text: str, text_column, label_column):
     texts, raw, lines, cols = [], [], [], None
     for ln, line in enumerate(text.split("\n"), 1):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, f"not valid JSON ({e.msg}, column {e.colno})", ln) from None
+            raise DataError(
+                path, f"not valid JSON ({e.msg}, column {e.colno})", ln
+            ) from None
         if not isinstance(obj, dict):
-            raise DataError(path, "each line must be a JSON object like {\"text\": ..., \"label\": ...}", ln)
+            raise DataError(
+                path,
+                'each line must be a JSON object like {"text": ..., "label": ...}',
+                ln,
+            )
         if cols is None:
             cols = _pick_columns(path, list(obj), text_column, label_column, ln)
         for c in cols:
-            if c not in obj: raise DataError(path, f"no {c!r} field", ln)
+            if c not in obj:
+                raise DataError(path, f"no {c!r} field", ln)
         if not isinstance(obj[cols[0]], str):
-            raise DataError(path, f"{cols[0]!r} must be a string, not {type(obj[cols[0]]).__name__}", ln)
-        texts.append(obj[cols[0]]); raw.append(obj[cols[1]]); lines.append(ln)
+            raise DataError(
+                path,
+                f"{cols[0]!r} must be a string, not {type(obj[cols[0]]).__name__}",
+                ln,
+            )
+        texts.append(obj[cols[0]])
+        raw.append(obj[cols[1]])
+        lines.append(ln)
     return texts, raw, lines
 
 # %% ../chapters/00b_data.ipynb #00bdat-022
 LABELLED = {"sst2": "sst2/{split}.tsv"}
 
-def load_labelled(name_or_path, split: str = "train", text_column: str | None = None,
-                  label_column: str | None = None, label_names: Sequence[str] | None = None,
-                  download: bool = True, encoding: str | None = None) -> LabelledData:
-    "Labelled texts from 'sst2', 'tiny' (made up here) or a .tsv/.csv/.jsonl file with a text and a label column."
+
+def load_labelled(
+    name_or_path,
+    split: str = "train",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    download: bool = True,
+    encoding: str | None = None,
+) -> LabelledData:
+    """Labelled texts from 'sst2', 'tiny' (made up here) or a .tsv/.csv/.jsonl file with
+    a text and a label column."""
     name = str(name_or_path).lower().replace("-", "")
     if name == "tiny":
-        texts, labels = tiny_sentiment(2000, seed=0) if split == "train" else tiny_sentiment(500, seed=1)
+        texts, labels = (
+            tiny_sentiment(2000, seed=0)
+            if split == "train"
+            else tiny_sentiment(500, seed=1)
+        )
         return LabelledData(texts, labels)
     if name in LABELLED:
         if split not in ("train", "dev", "validation"):
-            raise ValueError(f"SST-2 splits are 'train' and 'dev' (the test split has no labels), not {split!r}")
-        path = locate(LABELLED[name].format(split="dev" if split == "validation" else split), download=download)
+            raise ValueError(
+                "SST-2 splits are 'train' and 'dev' (the test split has no labels),"
+                f" not {split!r}"
+            )
+        path = locate(
+            LABELLED[name].format(split="dev" if split == "validation" else split),
+            download=download,
+        )
     else:
         path = Path(name_or_path)
     suffix = path.suffix.lower()
@@ -401,7 +680,9 @@ def load_labelled(name_or_path, split: str = "train", text_column: str | None = 
     if suffix in (".jsonl", ".json"):
         texts, raw, lines = _read_jsonl(path, text, text_column, label_column)
     else:
-        texts, raw, lines = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",", text_column, label_column)
+        texts, raw, lines = _read_delimited(
+            path, text, "\t" if suffix == ".tsv" else ",", text_column, label_column
+        )
     if not texts:
         raise DataError(path, "no examples (only a header?)")
     labels, names = _to_int_labels(path, raw, lines, label_names)
@@ -410,17 +691,25 @@ def load_labelled(name_or_path, split: str = "train", text_column: str | None = 
 # %% ../chapters/00b_data.ipynb #00bdat-031
 @dataclass
 class TokenizedData:
-    "Token ids of many texts, stored flat (ids + offsets) so that 67k sentences are a few NumPy arrays."
-    ids: np.ndarray                       # (total_tokens,) int32
-    offsets: np.ndarray                   # (n + 1,) int64: text i is ids[offsets[i]:offsets[i + 1]]
-    type_ids: np.ndarray | None = None    # (total_tokens,) int8, None when all zeros (single texts)
-    labels: np.ndarray | None = None      # (n,) int64
+    """Token ids of many texts, stored flat (ids + offsets) so that 67k sentences are a
+    few NumPy arrays."""
+
+    ids: np.ndarray  # (total_tokens,) int32
+    offsets: np.ndarray  # (n + 1,) int64: text i is ids[offsets[i]:offsets[i + 1]]
+    type_ids: np.ndarray | None = (
+        None  # (total_tokens,) int8, None when all zeros (single texts)
+    )
+    labels: np.ndarray | None = None  # (n,) int64
     pad_token_id: int = 0
 
-    def __len__(self) -> int: return len(self.offsets) - 1
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
     def __repr__(self) -> str:
-        return (f"TokenizedData({len(self)} texts, {len(self.ids):,} tokens, "
-                f"{'labelled' if self.labels is not None else 'unlabelled'})")
+        return (
+            f"TokenizedData({len(self)} texts, {len(self.ids):,} tokens, "
+            f"{'labelled' if self.labels is not None else 'unlabelled'})"
+        )
 
     @property
     def lengths(self) -> np.ndarray:
@@ -429,47 +718,81 @@ class TokenizedData:
     def __getitem__(self, i: int) -> dict:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         item = {"input_ids": self.ids[a:b].tolist()}
-        item["token_type_ids"] = self.type_ids[a:b].tolist() if self.type_ids is not None else [0] * (b - a)
-        if self.labels is not None: item["labels"] = int(self.labels[i])
+        item["token_type_ids"] = (
+            self.type_ids[a:b].tolist() if self.type_ids is not None else [0] * (b - a)
+        )
+        if self.labels is not None:
+            item["labels"] = int(self.labels[i])
         return item
 
     def subset(self, indices) -> "TokenizedData":
         "The examples at `indices`, in that order."
         idx = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[idx]
-        take = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]) if len(idx) else \
-            np.zeros(0, dtype=np.int64)
-        return TokenizedData(self.ids[take], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                             None if self.type_ids is None else self.type_ids[take],
-                             None if self.labels is None else self.labels[idx], self.pad_token_id)
+        take = (
+            np.concatenate(
+                [np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]
+            )
+            if len(idx)
+            else np.zeros(0, dtype=np.int64)
+        )
+        return TokenizedData(
+            self.ids[take],
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            None if self.type_ids is None else self.type_ids[take],
+            None if self.labels is None else self.labels[idx],
+            self.pad_token_id,
+        )
 
 # %% ../chapters/00b_data.ipynb #00bdat-033
 @patch_to(TokenizedData)
 def collate(self, indices) -> dict[str, torch.Tensor]:
-    "A padded batch of the examples at `indices`: as wide as its longest member (dynamic padding)."
+    """A padded batch of the examples at `indices`: as wide as its longest member
+    (dynamic padding)."""
     lengths = self.lengths[indices]
     width = int(lengths.max())
-    input_ids = np.full((len(indices), width), self.pad_token_id, dtype=np.int64)   # (batch, seq)
+    input_ids = np.full(
+        (len(indices), width), self.pad_token_id, dtype=np.int64
+    )  # (batch, seq)
     token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
     for row, (i, n) in enumerate(zip(indices, lengths)):
         a = self.offsets[i]
-        input_ids[row, :n] = self.ids[a:a + n]
-        if self.type_ids is not None: token_type_ids[row, :n] = self.type_ids[a:a + n]
-    batch = {"input_ids": torch.from_numpy(input_ids),
-             "attention_mask": torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long(),
-             "token_type_ids": torch.from_numpy(token_type_ids)}
+        input_ids[row, :n] = self.ids[a : a + n]
+        if self.type_ids is not None:
+            token_type_ids[row, :n] = self.type_ids[a : a + n]
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": (
+            torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
+        ),
+        "token_type_ids": torch.from_numpy(token_type_ids),
+    }
     if self.labels is not None:
         batch["labels"] = torch.from_numpy(self.labels[indices].astype(np.int64))
     return batch
 
-def pad_collate(examples: Sequence[dict], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    "Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn` for torch's DataLoader."
+
+def pad_collate(
+    examples: Sequence[dict], pad_token_id: int = 0
+) -> dict[str, torch.Tensor]:
+    """Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn`
+    for torch's DataLoader."""
     width = max(len(e["input_ids"]) for e in examples)
     pad = lambda xs, v: [list(x) + [v] * (width - len(x)) for x in xs]
-    batch = {"input_ids": torch.tensor(pad([e["input_ids"] for e in examples], pad_token_id)),
-             "attention_mask": torch.tensor(pad([[1] * len(e["input_ids"]) for e in examples], 0)),
-             "token_type_ids": torch.tensor(pad([e.get("token_type_ids", [0] * len(e["input_ids"]))
-                                                 for e in examples], 0))}
+    batch = {
+        "input_ids": torch.tensor(
+            pad([e["input_ids"] for e in examples], pad_token_id)
+        ),
+        "attention_mask": torch.tensor(
+            pad([[1] * len(e["input_ids"]) for e in examples], 0)
+        ),
+        "token_type_ids": torch.tensor(
+            pad(
+                [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in examples],
+                0,
+            )
+        ),
+    }
     if "labels" in examples[0]:
         batch["labels"] = torch.tensor([e["labels"] for e in examples])
     return batch
@@ -477,18 +800,40 @@ def pad_collate(examples: Sequence[dict], pad_token_id: int = 0) -> dict[str, to
 # %% ../chapters/00b_data.ipynb #00bdat-034
 def _cache_key(tokenizer, max_length, *columns) -> str | None:
     vocab = getattr(tokenizer, "ids_to_tokens", None)
-    if vocab is None: return None                  # a tokenizer we cannot fingerprint: no disk cache
-    h = hashlib.sha256(json.dumps([type(tokenizer).__name__, getattr(tokenizer, "lowercase", None),
-                                   getattr(tokenizer, "strip_accents", None), max_length]).encode())
+    if vocab is None:
+        return None  # a tokenizer we cannot fingerprint: no disk cache
+    h = hashlib.sha256(
+        json.dumps(
+            [
+                type(tokenizer).__name__,
+                getattr(tokenizer, "lowercase", None),
+                getattr(tokenizer, "strip_accents", None),
+                max_length,
+            ]
+        ).encode()
+    )
     h.update("\n".join(vocab).encode())
     for col in columns:
-        if col is None: h.update(b"\x00none"); continue
-        for t in col: h.update(t.encode("utf-8", "surrogatepass")); h.update(b"\x00")
+        if col is None:
+            h.update(b"\x00none")
+            continue
+        for t in col:
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
     return h.hexdigest()[:32]
 
-def tokenize_dataset(tokenizer, texts, labels=None, text_pairs=None, max_length: int = 128,
-                     cache: bool = True, progress: bool = False) -> TokenizedData:
-    "Tokenize texts (or a LabelledData) once, truncated to `max_length`; cached on disk under the cache folder."
+
+def tokenize_dataset(
+    tokenizer,
+    texts,
+    labels=None,
+    text_pairs=None,
+    max_length: int = 128,
+    cache: bool = True,
+    progress: bool = False,
+) -> TokenizedData:
+    """Tokenize texts (or a LabelledData) once, truncated to `max_length`; cached on
+    disk under the cache folder."""
     if isinstance(texts, LabelledData):
         texts, labels = texts.texts, texts.labels if labels is None else labels
     texts = list(texts)
@@ -502,74 +847,156 @@ def tokenize_dataset(tokenizer, texts, labels=None, text_pairs=None, max_length:
     else:
         ids, types, lengths = [], [], []
         step = 4096
-        for a in _tqdm(range(0, len(texts), step), desc="tokenizing", disable=not progress):
-            enc = tokenizer(texts[a:a + step], None if text_pairs is None else list(text_pairs[a:a + step]),
-                            padding=False, truncation=True, max_length=max_length, return_tensors=None)
+        for a in _tqdm(
+            range(0, len(texts), step), desc="tokenizing", disable=not progress
+        ):
+            enc = tokenizer(
+                texts[a : a + step],
+                None if text_pairs is None else list(text_pairs[a : a + step]),
+                padding=False,
+                truncation=True,
+                max_length=max_length,
+                return_tensors=None,
+            )
             for i, t in zip(enc["input_ids"], enc["token_type_ids"]):
-                ids.extend(i); types.extend(t); lengths.append(len(i))
-        arrays = {"ids": np.asarray(ids, dtype=np.int32),
-                  "offsets": np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
-                  "type_ids": np.asarray(types, dtype=np.int8)}
+                ids.extend(i)
+                types.extend(t)
+                lengths.append(len(i))
+        arrays = {
+            "ids": np.asarray(ids, dtype=np.int32),
+            "offsets": (
+                np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(
+                    np.int64
+                )
+            ),
+            "type_ids": np.asarray(types, dtype=np.int8),
+        }
         if file is not None:
-            buf = io.BytesIO(); np.savez(buf, **arrays); atomic_write(file, buf.getvalue())
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            atomic_write(file, buf.getvalue())
     type_ids = arrays["type_ids"] if arrays["type_ids"].any() else None
-    return TokenizedData(arrays["ids"], arrays["offsets"], type_ids,
-                         None if labels is None else np.asarray(labels, dtype=np.int64), tokenizer.pad_token_id)
+    return TokenizedData(
+        arrays["ids"],
+        arrays["offsets"],
+        type_ids,
+        None if labels is None else np.asarray(labels, dtype=np.int64),
+        tokenizer.pad_token_id,
+    )
 
 # %% ../chapters/00b_data.ipynb #00bdat-039
-def make_batches(lengths, batch_size: int, shuffle: bool = True, bucket: bool = True, seed: int = 0,
-                 epoch: int = 0, drop_last: bool = False, pool: int = 50) -> list[np.ndarray]:
-    "Index batches for one epoch; with `bucket`, similar lengths share a batch (sorted within pools of batches)."
+def make_batches(
+    lengths,
+    batch_size: int,
+    shuffle: bool = True,
+    bucket: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    pool: int = 50,
+) -> list[np.ndarray]:
+    """Index batches for one epoch; with `bucket`, similar lengths share a batch (sorted
+    within pools of batches)."""
     lengths = np.asarray(lengths)
     n = len(lengths)
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n) if shuffle else np.arange(n)
     if drop_last:
-        order = order[:n - n % batch_size]                 # drop random examples, not the longest ones
+        order = order[
+            : n - n % batch_size
+        ]  # drop random examples, not the longest ones
     if bucket:
         size = batch_size * pool if shuffle else max(len(order), 1)
-        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")]
-                                for c in np.split(order, range(size, len(order), size))] or [order])
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if shuffle and bucket:                                  # else every epoch would go from short to long
+        order = np.concatenate(
+            [
+                c[np.argsort(lengths[c], kind="stable")]
+                for c in np.split(order, range(size, len(order), size))
+            ]
+            or [order]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle and bucket:  # else every epoch would go from short to long
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
+
 def padding_stats(lengths, batches) -> dict:
-    "Real tokens, padded positions computed, and the fraction of computed positions that are padding."
+    """Real tokens, padded positions computed, and the fraction of computed positions
+    that are padding."""
     lengths = np.asarray(lengths)
     real = int(sum(lengths[b].sum() for b in batches))
     computed = int(sum(len(b) * lengths[b].max() for b in batches))
     return {"tokens": real, "computed": computed, "padding": 1 - real / computed}
 
-def iter_batches(data: TokenizedData, batch_size: int, shuffle: bool = True, bucket: bool = True, seed: int = 0,
-            epoch: int = 0, drop_last: bool = False):
+
+def iter_batches(
+    data: TokenizedData,
+    batch_size: int,
+    shuffle: bool = True,
+    bucket: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+):
     "Iterate over padded batches of `data` (dicts of tensors) for one epoch."
-    for idx in make_batches(data.lengths, batch_size, shuffle, bucket, seed, epoch, drop_last):
+    for idx in make_batches(
+        data.lengths, batch_size, shuffle, bucket, seed, epoch, drop_last
+    ):
         yield data.collate(idx)
 
-def dataloader(data: TokenizedData, batch_size: int, shuffle: bool = True, bucket: bool = True, seed: int = 0,
-               epoch: int = 0, drop_last: bool = False, **kwargs) -> torch.utils.data.DataLoader:
-    "The same batches as a torch DataLoader (bucketed batch sampler + `pad_collate`), e.g. for worker processes."
+
+def dataloader(
+    data: TokenizedData,
+    batch_size: int,
+    shuffle: bool = True,
+    bucket: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    **kwargs,
+) -> torch.utils.data.DataLoader:
+    """The same batches as a torch DataLoader (bucketed batch sampler + `pad_collate`),
+    e.g. for worker processes."""
     from functools import partial
-    return torch.utils.data.DataLoader(data, batch_sampler=make_batches(data.lengths, batch_size, shuffle, bucket,
-                                                                        seed, epoch, drop_last),
-                                       collate_fn=partial(pad_collate, pad_token_id=data.pad_token_id), **kwargs)
+
+    return torch.utils.data.DataLoader(
+        data,
+        batch_sampler=make_batches(
+            data.lengths, batch_size, shuffle, bucket, seed, epoch, drop_last
+        ),
+        collate_fn=partial(pad_collate, pad_token_id=data.pad_token_id),
+        **kwargs,
+    )
 
 # %% ../chapters/00b_data.ipynb #00bdat-048
-def pack_corpus(tokenizer, texts, block_size: int = 128, cache: bool = True) -> TokenizedData:
-    "A corpus as consecutive blocks of `block_size` tokens, [CLS] ... [SEP], lines joined: pretraining input."
+def pack_corpus(
+    tokenizer, texts, block_size: int = 128, cache: bool = True
+) -> TokenizedData:
+    """A corpus as consecutive blocks of `block_size` tokens, [CLS] ... [SEP], lines
+    joined: pretraining input."""
     lines = tokenize_dataset(tokenizer, texts, max_length=10**9, cache=cache)
-    starts, ends = lines.offsets[:-1] + 1, lines.offsets[1:] - 1          # drop each line's own [CLS] and [SEP]
+    starts, ends = (
+        lines.offsets[:-1] + 1,
+        lines.offsets[1:] - 1,
+    )  # drop each line's own [CLS] and [SEP]
     keep = np.zeros(len(lines.ids), dtype=bool)
-    for a, b in zip(starts, ends): keep[a:b] = True
+    for a, b in zip(starts, ends):
+        keep[a:b] = True
     stream = lines.ids[keep]
     body = block_size - 2
     n = len(stream) // body
     if n == 0:
-        raise ValueError(f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}")
-    blocks = stream[:n * body].reshape(n, body)                        # (blocks, block_size - 2)
-    cls = np.full((n, 1), tokenizer.cls_token_id, dtype=np.int32); sep = np.full((n, 1), tokenizer.sep_token_id, dtype=np.int32)
-    ids = np.concatenate([cls, blocks, sep], axis=1)                   # (blocks, block_size)
-    return TokenizedData(ids.reshape(-1), np.arange(0, n * block_size + 1, block_size, dtype=np.int64),
-                         None, None, tokenizer.pad_token_id)
+        raise ValueError(
+            f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}"
+        )
+    blocks = stream[: n * body].reshape(n, body)  # (blocks, block_size - 2)
+    cls = np.full((n, 1), tokenizer.cls_token_id, dtype=np.int32)
+    sep = np.full((n, 1), tokenizer.sep_token_id, dtype=np.int32)
+    ids = np.concatenate([cls, blocks, sep], axis=1)  # (blocks, block_size)
+    return TokenizedData(
+        ids.reshape(-1),
+        np.arange(0, n * block_size + 1, block_size, dtype=np.int64),
+        None,
+        None,
+        tokenizer.pad_token_id,
+    )

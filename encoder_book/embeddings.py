@@ -10,34 +10,65 @@ __all__ = ['one_hot_embed', 'BertEmbeddings']
 
 # %% ../chapters/01b_embeddings.ipynb #01bemb-006
 def one_hot_embed(input_ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    "An embedding lookup written as what it is: one-hot rows times the embedding matrix."
-    one_hot = nn.functional.one_hot(input_ids, num_classes=weight.shape[0]).to(weight.dtype)  # (batch, seq, vocab)
-    return one_hot @ weight                                                                     # (batch, seq, hidden)
+    """An embedding lookup written as what it is: one-hot rows times the embedding
+    matrix."""
+    one_hot = nn.functional.one_hot(input_ids, num_classes=weight.shape[0]).to(
+        weight.dtype
+    )  # (batch, seq, vocab)
+    return one_hot @ weight  # (batch, seq, hidden)
 
 # %% ../chapters/01b_embeddings.ipynb #01bemb-009
 class BertEmbeddings(nn.Module):
-    "BERT's input layer: token + learned position + segment embeddings, summed, then LayerNorm and dropout."
-    def __init__(self, vocab_size: int, hidden_size: int, max_position_embeddings: int = 512,
-                 type_vocab_size: int = 2, pad_token_id: int = 0, layer_norm_eps: float = 1e-12,
-                 hidden_dropout_prob: float = 0.1):
+    """BERT's input layer: token + learned position + segment embeddings, summed, then
+    LayerNorm and dropout."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        pad_token_id: int = 0,
+        layer_norm_eps: float = 1e-12,
+        hidden_dropout_prob: float = 0.1,
+    ):
         super().__init__()
-        self.word_embeddings = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            vocab_size, hidden_size, padding_idx=pad_token_id
+        )
         self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
         self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)   # HF's name, so checkpoints load
+        self.LayerNorm = nn.LayerNorm(
+            hidden_size, eps=layer_norm_eps
+        )  # HF's name, so checkpoints load
         self.dropout = nn.Dropout(hidden_dropout_prob)
-        self.register_buffer("position_ids", torch.arange(max_position_embeddings)[None], persistent=False)
+        self.register_buffer(
+            "position_ids",
+            torch.arange(max_position_embeddings)[None],
+            persistent=False,
+        )
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        seq_len = input_ids.shape[1]                                       # input_ids: (batch, seq)
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        seq_len = input_ids.shape[1]  # input_ids: (batch, seq)
         if seq_len > self.position_ids.shape[1]:
-            raise ValueError(f"sequence of {seq_len} tokens is longer than max_position_embeddings="
-                             f"{self.position_ids.shape[1]}")
+            raise ValueError(
+                f"sequence of {seq_len} tokens is longer than max_position_embeddings="
+                f"{self.position_ids.shape[1]}"
+            )
         if position_ids is None:
-            position_ids = self.position_ids[:, :seq_len]                  # (1, seq), broadcast over the batch
+            position_ids = self.position_ids[
+                :, :seq_len
+            ]  # (1, seq), broadcast over the batch
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
-             + self.token_type_embeddings(token_type_ids))                 # (batch, seq, hidden)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(position_ids)
+            + self.token_type_embeddings(token_type_ids)
+        )  # (batch, seq, hidden)
         return self.dropout(self.LayerNorm(x))

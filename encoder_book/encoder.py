@@ -18,40 +18,60 @@ __all__ = ['ACTIVATIONS', 'gelu', 'gelu_tanh', 'get_activation', 'FeedForward', 
 
 # %% ../chapters/04_encoder.ipynb #04enco-006
 def gelu(x: Tensor) -> Tensor:
-    "GELU, exact: x times the standard normal CDF, written with erf (BERT's activation)."
+    """GELU, exact: x times the standard normal CDF, written with erf (BERT's
+    activation)."""
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
 
 def gelu_tanh(x: Tensor) -> Tensor:
     "The tanh approximation of GELU (HF's `gelu_new`; GPT-2's activation)."
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return (
+        0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    )
 
 # %% ../chapters/04_encoder.ipynb #04enco-011
-# HF's names for activations (config.hidden_act); the fused PyTorch kernels compute the formulas above
+# HF's names for activations (config.hidden_act); the fused PyTorch kernels compute the
+# formulas above
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu": F.gelu,                                                  # exact (erf), BERT's
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),            # tanh approximation, HF's name for it ...
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),   # ... and its other name
+    "gelu": F.gelu,  # exact (erf), BERT's
+    "gelu_new": lambda x: F.gelu(
+        x, approximate="tanh"
+    ),  # tanh approximation, HF's name for it ...
+    "gelu_pytorch_tanh": lambda x: F.gelu(
+        x, approximate="tanh"
+    ),  # ... and its other name
     "relu": F.relu,
     "silu": F.silu,
 }
 
+
 def get_activation(name: str) -> Callable[[Tensor], Tensor]:
     "The activation function called `name` (HF's `hidden_act` names)."
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+        raise ValueError(
+            f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}"
+        )
     return ACTIVATIONS[name]
 
 # %% ../chapters/04_encoder.ipynb #04enco-014
 class FeedForward(nn.Module):
-    "Position-wise feed-forward network: Linear(hidden -> intermediate), activation, Linear(intermediate -> hidden)."
-    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu"):
+    """Position-wise feed-forward network: Linear(hidden -> intermediate), activation,
+    Linear(intermediate -> hidden)."""
+
+    def __init__(
+        self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu"
+    ):
         super().__init__()
         self.hidden_act, self.act = hidden_act, get_activation(hidden_act)
-        self.intermediate = nn.Linear(hidden_size, intermediate_size)   # HF: intermediate.dense
-        self.output = nn.Linear(intermediate_size, hidden_size)         # HF: output.dense
+        self.intermediate = nn.Linear(
+            hidden_size, intermediate_size
+        )  # HF: intermediate.dense
+        self.output = nn.Linear(intermediate_size, hidden_size)  # HF: output.dense
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.output(self.act(self.intermediate(x)))            # (..., hidden) -> (..., hidden)
+        return self.output(
+            self.act(self.intermediate(x))
+        )  # (..., hidden) -> (..., hidden)
 
 # %% ../chapters/04_encoder.ipynb #04enco-020
 class EncoderLayer(nn.Module):
@@ -118,7 +138,7 @@ class EncoderLayer(nn.Module):
         act = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
         if act is None:
             raise ValueError(
-                f"only relu and gelu activations can be converted, got "
+                "only relu and gelu activations can be converted, got "
                 f"{layer.activation}"
             )
         hidden, inter = layer.linear1.in_features, layer.linear1.out_features

@@ -11,11 +11,27 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from .bert import BertForSequenceClassification
 from .core import QUICK, get_device, quick, set_seed
-from .data import (INCOMPLETE, ArgumentError, DataError, DataNotFound, LabelledData,
-                               atomic_write, load_labelled, make_batches, publish, tokenize_dataset)
+from encoder_book.data import (
+    INCOMPLETE,
+    ArgumentError,
+    DataError,
+    DataNotFound,
+    LabelledData,
+    atomic_write,
+    load_labelled,
+    make_batches,
+    publish,
+    tokenize_dataset,
+)
 from .tokenizer import WordPieceTokenizer
-from .train import (ModelOutput, TrainConfig, evaluate, fit, param_groups,
-                                predict)
+from encoder_book.train import (
+    ModelOutput,
+    TrainConfig,
+    evaluate,
+    fit,
+    param_groups,
+    predict,
+)
 
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
@@ -26,33 +42,44 @@ __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS'
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-027
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    "(trainable, total) parameters of `model`; a tensor shared by two modules counts once."
+    """(trainable, total) parameters of `model`; a tensor shared by two modules counts
+    once."""
     seen, trainable, total = set(), 0, 0
     for p in model.parameters():
-        if id(p) in seen: continue
+        if id(p) in seen:
+            continue
         seen.add(id(p))
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-028
-def freeze_encoder(model: BertForSequenceClassification, train_top_layers: int = 0) -> BertForSequenceClassification:
-    "Freeze the embeddings and all but the top `train_top_layers` encoder layers; the pooler and classifier train."
+def freeze_encoder(
+    model: BertForSequenceClassification, train_top_layers: int = 0
+) -> BertForSequenceClassification:
+    """Freeze the embeddings and all but the top `train_top_layers` encoder layers; the
+    pooler and classifier train."""
     layers = model.bert.encoder.layer
     if not 0 <= train_top_layers <= len(layers):
-        raise ValueError(f"train_top_layers must be between 0 and {len(layers)}, not {train_top_layers}")
+        raise ValueError(
+            f"train_top_layers must be between 0 and {len(layers)}, not"
+            f" {train_top_layers}"
+        )
     for p in model.bert.parameters():
         p.requires_grad_(False)
-    for layer in layers[len(layers) - train_top_layers:]:
+    for layer in layers[len(layers) - train_top_layers :]:
         layer.requires_grad_(True)
     if model.bert.encoder.final_norm is not None and train_top_layers > 0:
         model.bert.encoder.final_norm.requires_grad_(True)
     for part in (model.bert.pooler, model.classifier):
-        if part is not None: part.requires_grad_(True)
+        if part is not None:
+            part.requires_grad_(True)
     return model
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-031
-def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> dict[str, float]:
+def layerwise_lr_decay(
+    model: BertForSequenceClassification, decay: float
+) -> dict[str, float]:
     """Learning-rate scale of each parameter, by name: 1 for the head, decay**k for the
     k-th layer from the top, embeddings lowest (for `train.param_groups`)."""
     if not 0 < decay <= 1:
@@ -62,30 +89,37 @@ def layerwise_lr_decay(model: BertForSequenceClassification, decay: float) -> di
     for name, p in model.named_parameters():
         m = re.match(r"bert\.encoder\.layer\.(\d+)\.", name)
         if m:
-            scale = decay ** (n - int(m.group(1)))          # top layer: decay**1
+            scale = decay ** (n - int(m.group(1)))  # top layer: decay**1
         elif name.startswith("bert.embeddings."):
             scale = decay ** (n + 1)
-        else:                                               # pooler, classifier (and a pre-LN final norm)
+        else:  # pooler, classifier (and a pre-LN final norm)
             scale = 1.0
         scales[name] = scale
     return scales
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-034
 class LoRALinear(nn.Module):
-    "A frozen nn.Linear plus a trainable low-rank update: y = W x + b + (alpha / r) B A x, with B = 0 at the start."
+    """A frozen nn.Linear plus a trainable low-rank update: y = W x + b + (alpha / r) B
+    A x, with B = 0 at the start."""
+
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0):
         super().__init__()
         if r < 1:
             raise ValueError(f"LoRA rank r must be at least 1, not {r}")
         self.base, self.r, self.scaling = base, r, alpha / r
         base.requires_grad_(False)
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))    # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))   # (out, r): the update starts at zero
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))           # as nn.Linear initialises its weight
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))  # (r, in)
+        self.lora_B = nn.Parameter(
+            torch.zeros(base.out_features, r)
+        )  # (out, r): the update starts at zero
+        nn.init.kaiming_uniform_(
+            self.lora_A, a=math.sqrt(5)
+        )  # as nn.Linear initialises its weight
 
     @property
     def weight(self) -> Tensor:
-        "The effective weight W + (alpha / r) B A (what the fused q/k/v path of our attention reads)."
+        """The effective weight W + (alpha / r) B A (what the fused q/k/v path of our
+        attention reads)."""
         return self.base.weight + self.scaling * (self.lora_B @ self.lora_A)
 
     @property
@@ -93,32 +127,51 @@ class LoRALinear(nn.Module):
         return self.base.bias
 
     @property
-    def in_features(self) -> int: return self.base.in_features
+    def in_features(self) -> int:
+        return self.base.in_features
 
     @property
-    def out_features(self) -> int: return self.base.out_features
+    def out_features(self) -> int:
+        return self.base.out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.base(x) + self.scaling * F.linear(F.linear(x, self.lora_A), self.lora_B)   # (..., out)
+        return self.base(x) + self.scaling * F.linear(
+            F.linear(x, self.lora_A), self.lora_B
+        )  # (..., out)
 
     def merged(self) -> nn.Linear:
-        "A plain nn.Linear with the update folded into its weight: same outputs, no extra cost at inference."
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        """A plain nn.Linear with the update folded into its weight: same outputs, no
+        extra cost at inference."""
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             lin.weight.copy_(self.weight)
-            if self.bias is not None: lin.bias.copy_(self.bias)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
         return lin
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-035
 LORA_TARGETS = ("query", "key", "value", "out_proj")
 
-def add_lora(model: BertForSequenceClassification, r: int = 8, alpha: float = 16.0,
-             targets: tuple[str, ...] = LORA_TARGETS) -> BertForSequenceClassification:
-    "Freeze the encoder and wrap the named attention projections of every layer in LoRALinear (the head trains)."
+
+def add_lora(
+    model: BertForSequenceClassification,
+    r: int = 8,
+    alpha: float = 16.0,
+    targets: tuple[str, ...] = LORA_TARGETS,
+) -> BertForSequenceClassification:
+    """Freeze the encoder and wrap the named attention projections of every layer in
+    LoRALinear (the head trains)."""
     unknown = set(targets) - set(LORA_TARGETS)
     if unknown:
-        raise ValueError(f"unknown LoRA targets {sorted(unknown)}; choose from {LORA_TARGETS}")
+        raise ValueError(
+            f"unknown LoRA targets {sorted(unknown)}; choose from {LORA_TARGETS}"
+        )
     freeze_encoder(model, 0)
     for layer in model.bert.encoder.layer:
         for name in targets:
@@ -128,8 +181,10 @@ def add_lora(model: BertForSequenceClassification, r: int = 8, alpha: float = 16
             setattr(layer.attention, name, LoRALinear(lin, r, alpha))
     return model
 
+
 def merge_lora(model: nn.Module) -> nn.Module:
-    "Replace every LoRALinear by its merged nn.Linear (in place); the model is a plain BERT again."
+    """Replace every LoRALinear by its merged nn.Linear (in place); the model is a plain
+    BERT again."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
@@ -139,34 +194,60 @@ def merge_lora(model: nn.Module) -> nn.Module:
 # %% ../chapters/07_fine_tuning.ipynb #07fine-038
 STRATEGIES = ("full", "probe", "top", "llrd", "lora")
 
-def finetune(model: BertForSequenceClassification, train_data, dev_data, strategy: str = "full",
-             config: TrainConfig | None = None, k: int = 1, decay: float = 0.8, r: int = 8, alpha: float = 16.0,
-             out_dir=None) -> dict:
-    """Fine-tune `model` with one of STRATEGIES ('top' trains the top `k` layers, 'llrd' decays the learning rate
-    by `decay` per layer, 'lora' adds rank-`r` adapters and merges them afterwards); returns its measurements."""
+
+def finetune(
+    model: BertForSequenceClassification,
+    train_data,
+    dev_data,
+    strategy: str = "full",
+    config: TrainConfig | None = None,
+    k: int = 1,
+    decay: float = 0.8,
+    r: int = 8,
+    alpha: float = 16.0,
+    out_dir=None,
+) -> dict:
+    """Fine-tune `model` with one of STRATEGIES ('top' trains the top `k` layers, 'llrd'
+    decays the learning rate by `decay` per layer, 'lora' adds rank-`r` adapters and
+    merges them afterwards); returns its measurements."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
     config = config or TrainConfig(metric="eval_accuracy", save_every=None)
-    if strategy == "probe": freeze_encoder(model, 0)
-    elif strategy == "top": freeze_encoder(model, k)
+    if strategy == "probe":
+        freeze_encoder(model, 0)
+    elif strategy == "top":
+        freeze_encoder(model, k)
     groups = None
     if strategy == "llrd":
         scales = layerwise_lr_decay(model, decay)
         groups = param_groups(model, config.weight_decay, lr_scales=scales)
-    elif strategy == "lora": add_lora(model, r, alpha)
+    elif strategy == "lora":
+        add_lora(model, r, alpha)
     trainable, total = count_parameters(model)
-    history = fit(model, train_data, dev_data, config, out_dir=out_dir,
-                  param_groups=groups)
-    if strategy == "lora": merge_lora(model)
+    history = fit(
+        model, train_data, dev_data, config, out_dir=out_dir, param_groups=groups
+    )
+    if strategy == "lora":
+        merge_lora(model)
     result = evaluate(model, dev_data, config.eval_batch_size)
     model.requires_grad_(True)
-    return {"strategy": strategy, "trainable": trainable, "total": total, "train_seconds": history.train_seconds,
-            "dev_accuracy": result["accuracy"], "dev_loss": result["loss"], "history": history}
+    return {
+        "strategy": strategy,
+        "trainable": trainable,
+        "total": total,
+        "train_seconds": history.train_seconds,
+        "dev_accuracy": result["accuracy"],
+        "dev_loss": result["loss"],
+        "history": history,
+    }
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-043
 @torch.no_grad()
-def attention_maps(model: BertForSequenceClassification, tokenizer, text: str) -> tuple[list[str], Tensor]:
-    "The tokens of `text` and the model's attention weights, (layers, heads, seq, seq), rows summing to 1."
+def attention_maps(
+    model: BertForSequenceClassification, tokenizer, text: str
+) -> tuple[list[str], Tensor]:
+    """The tokens of `text` and the model's attention weights, (layers, heads, seq,
+    seq), rows summing to 1."""
     was_training = model.training
     model.eval()
     ids = torch.tensor([tokenizer.encode(text)], device=next(model.parameters()).device)
@@ -175,26 +256,55 @@ def attention_maps(model: BertForSequenceClassification, tokenizer, text: str) -
     tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
     return tokens, torch.stack([a[0] for a in out.attentions]).float().cpu()
 
-def plot_attention(tokens: list[str], maps: Tensor, layers=None, ax_size: float = 2.6, title: str | None = None):
-    "Heat maps of the attention (averaged over heads) of the chosen layers: rows attend to columns."
+
+def plot_attention(
+    tokens: list[str],
+    maps: Tensor,
+    layers=None,
+    ax_size: float = 2.6,
+    title: str | None = None,
+):
+    """Heat maps of the attention (averaged over heads) of the chosen layers: rows
+    attend to columns."""
     import matplotlib.pyplot as plt
+
     layers = list(range(maps.shape[0])) if layers is None else list(layers)
-    fig, axes = plt.subplots(1, len(layers), figsize=(ax_size * len(layers) + 1, ax_size + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(layers),
+        figsize=(ax_size * len(layers) + 1, ax_size + 0.6),
+        squeeze=False,
+    )
     for ax, l in zip(axes[0], layers):
         ax.imshow(maps[l].mean(0).numpy(), cmap="viridis", vmin=0)
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
         ax.set_title(f"layer {l + 1}", fontsize=9)
-    if title: fig.suptitle(title, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-046
-NEGATIONS = {"not", "no", "never", "nothing", "none", "nor", "neither", "n't", "cannot", "without", "hardly"}
+NEGATIONS = {
+    "not",
+    "no",
+    "never",
+    "nothing",
+    "none",
+    "nor",
+    "neither",
+    "n't",
+    "cannot",
+    "without",
+    "hardly",
+}
 CONTRASTS = {"but", "though", "although", "however", "yet", "despite", "while", "still"}
 
+
 def error_groups(texts: list[str], labels, preds, long_words: int = 25) -> list[dict]:
-    "Accuracy and error counts for groups of sentences: negation, contrast, length; each row a dict."
+    """Accuracy and error counts for groups of sentences: negation, contrast, length;
+    each row a dict."""
     labels, preds = np.asarray(labels), np.asarray(preds)
     words = [re.findall(r"n't|[\w']+", t.lower()) for t in texts]
     groups = {
@@ -210,48 +320,84 @@ def error_groups(texts: list[str], labels, preds, long_words: int = 25) -> list[
     for name, m in groups.items():
         n = int(m.sum())
         wrong = int((labels[m] != preds[m]).sum())
-        rows.append({"group": name, "sentences": n, "errors": wrong,
-                     "accuracy": float(1 - wrong / n) if n else float("nan"),
-                     "share_of_errors": wrong / max(1, int((labels != preds).sum()))})
+        rows.append(
+            {
+                "group": name,
+                "sentences": n,
+                "errors": wrong,
+                "accuracy": float(1 - wrong / n) if n else float("nan"),
+                "share_of_errors": wrong / max(1, int((labels != preds).sum())),
+            }
+        )
     return rows
 
 # %% ../chapters/07_fine_tuning.ipynb #abe45bb0
-BOW_BUCKETS = 1 << 18       # hashed token-pair features of the bag-of-words model
+BOW_BUCKETS = 1 << 18  # hashed token-pair features of the bag-of-words model
 
 
 class BowClassifier(nn.Module):
-    "Bag-of-words logistic regression: the mean weight of the tokens and hashed token pairs."
+    """Bag-of-words logistic regression: the mean weight of the tokens and hashed token
+    pairs."""
 
-    def __init__(self, vocab_size: int, num_labels: int = 2, buckets: int = BOW_BUCKETS,
-                 pad_token_id: int = 0, id2label: dict | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int = 2,
+        buckets: int = BOW_BUCKETS,
+        pad_token_id: int = 0,
+        id2label: dict | None = None,
+    ):
         super().__init__()
         if vocab_size < 1 or num_labels < 1 or buckets < 1:
-            raise ValueError(f"vocab_size, num_labels and buckets must be positive, got "
-                             f"{vocab_size}, {num_labels}, {buckets}")
+            raise ValueError(
+                "vocab_size, num_labels and buckets must be positive, got "
+                f"{vocab_size}, {num_labels}, {buckets}"
+            )
         labels = {int(k): str(v) for k, v in (id2label or {}).items()} or None
-        self.config = {"vocab_size": vocab_size, "num_labels": num_labels, "buckets": buckets,
-                       "pad_token_id": pad_token_id, "id2label": labels}
+        self.config = {
+            "vocab_size": vocab_size,
+            "num_labels": num_labels,
+            "buckets": buckets,
+            "pad_token_id": pad_token_id,
+            "id2label": labels,
+        }
         self.weights = nn.Embedding(vocab_size + buckets, num_labels)
         self.bias = nn.Parameter(torch.zeros(num_labels))
         nn.init.zeros_(self.weights.weight)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, **kwargs) -> ModelOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs,
+    ) -> ModelOutput:
         "Logits (batch, num_labels), and the cross-entropy loss when labels are given."
         c = self.config
-        mask = input_ids != c["pad_token_id"] if attention_mask is None else attention_mask.bool()
-        pairs = (input_ids[:, :-1] * 1_000_003 + input_ids[:, 1:]) % c["buckets"]  # (batch, seq-1)
-        ids = torch.cat([input_ids, c["vocab_size"] + pairs], 1)                 # (batch, 2seq-1)
-        weight = torch.cat([mask, mask[:, :-1] & mask[:, 1:]], 1).float()        # (batch, 2seq-1)
-        emb = self.weights(ids)                                    # (batch, 2seq-1, labels)
-        logits = (emb * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp(min=1)
-        logits = logits + self.bias                                # (batch, num_labels)
+        mask = (
+            input_ids != c["pad_token_id"]
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        pairs = (input_ids[:, :-1] * 1_000_003 + input_ids[:, 1:]) % c[
+            "buckets"
+        ]  # (batch, seq-1)
+        ids = torch.cat([input_ids, c["vocab_size"] + pairs], 1)  # (batch, 2seq-1)
+        weight = torch.cat(
+            [mask, mask[:, :-1] & mask[:, 1:]], 1
+        ).float()  # (batch, 2seq-1)
+        emb = self.weights(ids)  # (batch, 2seq-1, labels)
+        logits = (emb * weight[..., None]).sum(1) / weight.sum(1, keepdim=True).clamp(
+            min=1
+        )
+        logits = logits + self.bias  # (batch, num_labels)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return ModelOutput(loss, logits)
 
     def save_pretrained(self, directory) -> Path:
         "Write model.safetensors, then config.json, each atomically."
         from safetensors.torch import save
+
         d = Path(directory)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write(d / "model.safetensors", save(state))
@@ -265,6 +411,7 @@ class BowClassifier(nn.Module):
     def from_pretrained(cls, directory) -> BowClassifier:
         "The model saved by `save_pretrained`, on the CPU, in eval mode."
         from safetensors.torch import load_file
+
         d = Path(directory)
         cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
         if cfg.pop("architectures", None) != [cls.__name__]:
@@ -273,10 +420,10 @@ class BowClassifier(nn.Module):
         model.load_state_dict(load_file(str(d / "model.safetensors")))
         return model.eval()
 
-
 # %% ../chapters/07_fine_tuning.ipynb #b20e168e
 KINDS = ("transformer", "lstm", "bow")
-# The budget is optimizer steps: at least MIN_STEPS (many epochs on a small set), at least
+# The budget is optimizer steps: at least MIN_STEPS (many epochs on a small set), at
+# least
 # MIN_EPOCHS passes, at most MAX_EPOCHS; on a CPU at most CPU_TOKENS training tokens.
 # Early stopping on the validation slice ends a run that has stopped improving.
 BUDGET = {  # kind: (MIN_STEPS, MIN_EPOCHS, MAX_EPOCHS, CPU_TOKENS, batch, lr)
@@ -291,21 +438,28 @@ QUICK_BUDGET = {  # quick mode (tests): tiny sets, three epochs each
 }
 
 
-def choose_defaults(kind: str, n_train: int, lengths, device: str = "cpu", init: bool = False,
-                    **given) -> dict:
-    "Batch size, lr, max length, epochs, warm-up and evaluation schedule for this data and device."
+def choose_defaults(
+    kind: str, n_train: int, lengths, device: str = "cpu", init: bool = False, **given
+) -> dict:
+    """Batch size, lr, max length, epochs, warm-up and evaluation schedule for this data
+    and device."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    min_steps, min_epochs, max_epochs, cpu_tokens, batch, lr = (QUICK_BUDGET if QUICK
-                                                                else BUDGET)[kind]
+    min_steps, min_epochs, max_epochs, cpu_tokens, batch, lr = (
+        QUICK_BUDGET if QUICK else BUDGET
+    )[kind]
     gpu = not str(device).startswith("cpu")
     lengths = np.asarray(lengths)
     d = {}
     top = 512 if gpu or kind == "bow" else 256
     p95 = int(np.percentile(lengths, 95)) if len(lengths) else 16
-    d["max_length"] = given.get("max_length") or int(min(top, max(16, -(-p95 // 8) * 8)))
-    bs = given.get("batch_size") or min(batch * (2 if gpu and kind != "bow" else 1),
-                                        max(1, n_train if QUICK else n_train // 4))
+    d["max_length"] = given.get("max_length") or int(
+        min(top, max(16, -(-p95 // 8) * 8))
+    )
+    bs = given.get("batch_size") or min(
+        batch * (2 if gpu and kind != "bow" else 1),
+        max(1, n_train if QUICK else n_train // 4),
+    )
     d["batch_size"] = bs
     d["lr"] = given.get("lr") or lr
     per_epoch = max(1, n_train // bs)
@@ -318,18 +472,26 @@ def choose_defaults(kind: str, n_train: int, lengths, device: str = "cpu", init:
             epochs = min(epochs, cpu_tokens / tokens)
     d["epochs"] = round(epochs, 4)
     steps = max(1, math.ceil(epochs * per_epoch))
-    d["warmup_ratio"] = given.get("warmup_ratio") if given.get("warmup_ratio") is not None else (
-        0.06 if kind == "transformer" else 0.0)
-    d["eval_every"] = max(1, steps // 20)            # twenty evaluations on the validation slice
-    d["patience"] = given.get("patience") if given.get("patience") is not None else (
-        None if QUICK else 6)                        # quick mode: every run goes to its end
+    d["warmup_ratio"] = (
+        given.get("warmup_ratio")
+        if given.get("warmup_ratio") is not None
+        else (0.06 if kind == "transformer" else 0.0)
+    )
+    d["eval_every"] = max(1, steps // 20)  # twenty evaluations on the validation slice
+    d["patience"] = (
+        given.get("patience")
+        if given.get("patience") is not None
+        else (None if QUICK else 6)
+    )  # quick mode: every run goes to its end
     d["steps"] = steps
     return d
 
 
-def validation_split(labels, fraction: float = 0.1, max_size: int = 2000,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    "Indices (train, valid): a stratified slice of about `fraction` (at most `max_size`) for validation."
+def validation_split(
+    labels, fraction: float = 0.1, max_size: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, valid): a stratified slice of about `fraction` (at most
+    `max_size`) for validation."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     size = min(max_size, max(1, round(fraction * len(labels))))
@@ -338,7 +500,7 @@ def validation_split(labels, fraction: float = 0.1, max_size: int = 2000,
         idx = rng.permutation(np.flatnonzero(labels == y))
         k = round(size * len(idx) / len(labels))
         if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)   # every class trains and validates
+            k = min(max(k, 1), len(idx) - 1)  # every class trains and validates
         else:
             k = 0
         valid.extend(idx[:k].tolist())
@@ -346,196 +508,331 @@ def validation_split(labels, fraction: float = 0.1, max_size: int = 2000,
     train = np.setdiff1d(np.arange(len(labels)), valid)
     return train, valid
 
-
 # %% ../chapters/07_fine_tuning.ipynb #e1f7585a
-def _check(name: str, value, low=0, integer: bool = False, closed: bool = False) -> None:
-    "Raise ArgumentError naming `name` unless `value` is None or above `low` (or equal, if closed)."
+def _check(
+    name: str, value, low=0, integer: bool = False, closed: bool = False
+) -> None:
+    """Raise ArgumentError naming `name` unless `value` is None or above `low` (or
+    equal, if closed)."""
     if value is None:
         return
     if integer and (isinstance(value, bool) or int(value) != value):
         raise ArgumentError(f"{name} must be a whole number, not {value!r}")
     if not (value >= low if closed else value > low) or not math.isfinite(value):
-        raise ArgumentError(f"{name} must be {'at least' if closed else 'more than'} {low}, "
-                            f"not {value!r}")
+        raise ArgumentError(
+            f"{name} must be {'at least' if closed else 'more than'} {low}, "
+            f"not {value!r}"
+        )
 
 
 def _as_labelled(data, what: str, label_names=None) -> LabelledData:
-    return data if isinstance(data, LabelledData) else load_labelled(data, label_names=label_names)
+    return (
+        data
+        if isinstance(data, LabelledData)
+        else load_labelled(data, label_names=label_names)
+    )
 
 
-def _build_model(kind: str, tok, num_labels: int, id2label: dict, init, max_length: int,
-                 positions: str | None = None):
+def _build_model(
+    kind: str,
+    tok,
+    num_labels: int,
+    id2label: dict,
+    init,
+    max_length: int,
+    positions: str | None = None,
+):
     "The untrained (or pretrained, from `init`) classifier of this kind."
     if kind == "transformer":
         from encoder_book.pretraining import small_config
-        names = {"id2label": dict(id2label), "label2id": {n: i for i, n in id2label.items()}}
+
+        names = {
+            "id2label": dict(id2label),
+            "label2id": {n: i for i, n in id2label.items()},
+        }
         if init is not None:
-            with warnings.catch_warnings():   # the new head is not in the checkpoint: expected
+            with (
+                warnings.catch_warnings()
+            ):  # the new head is not in the checkpoint: expected
                 warnings.filterwarnings("ignore", message="not in the checkpoint")
                 model = BertForSequenceClassification.from_pretrained(
-                    init, num_labels=num_labels, **names)
+                    init, num_labels=num_labels, **names
+                )
             if max_length > model.config.max_position_embeddings:
-                raise ArgumentError(f"max_length {max_length} is longer than the model's "
-                                    f"{model.config.max_position_embeddings} positions")
+                raise ArgumentError(
+                    f"max_length {max_length} is longer than the model's "
+                    f"{model.config.max_position_embeddings} positions"
+                )
             return model.train()
         h = quick(256, 32)
-        cfg = small_config(tok.vocab_size, hidden_size=h, num_hidden_layers=quick(4, 2),
-                           num_attention_heads=quick(4, 2), intermediate_size=4 * h,
-                           max_position_embeddings=max(512, max_length), num_labels=num_labels,
-                           pad_token_id=tok.pad_token_id, **names)
-        if positions is not None:   # "absolute": a model that transformers can load too
+        cfg = small_config(
+            tok.vocab_size,
+            hidden_size=h,
+            num_hidden_layers=quick(4, 2),
+            num_attention_heads=quick(4, 2),
+            intermediate_size=4 * h,
+            max_position_embeddings=max(512, max_length),
+            num_labels=num_labels,
+            pad_token_id=tok.pad_token_id,
+            **names,
+        )
+        if positions is not None:  # "absolute": a model that transformers can load too
             cfg = cfg.replace(position_embedding_type=positions)
         return BertForSequenceClassification(cfg)
     if kind == "lstm":
         from encoder_book.lstm import LSTMClassifier, lstm_preset
+
         p = lstm_preset()
-        return LSTMClassifier(tok.vocab_size, num_labels=num_labels, pad_token_id=tok.pad_token_id,
-                              id2label=dict(id2label), embedding_size=p["embedding_size"],
-                              hidden_size=p["hidden_size"])
-    return BowClassifier(tok.vocab_size, num_labels, pad_token_id=tok.pad_token_id,
-                         id2label=dict(id2label))
+        return LSTMClassifier(
+            tok.vocab_size,
+            num_labels=num_labels,
+            pad_token_id=tok.pad_token_id,
+            id2label=dict(id2label),
+            embedding_size=p["embedding_size"],
+            hidden_size=p["hidden_size"],
+        )
+    return BowClassifier(
+        tok.vocab_size,
+        num_labels,
+        pad_token_id=tok.pad_token_id,
+        id2label=dict(id2label),
+    )
 
 
-def train_classifier(kind: str, train, dev, *, valid=None, init=None, tokenizer=None,
-                     epochs: float | None = None, lr: float | None = None,
-                     batch_size: int | None = None, max_length: int | None = None,
-                     warmup_ratio: float | None = None, patience: int | None = None,
-                     vocab_size: int | None = None, positions: str | None = None,
-                     out_dir=None, seed: int = 0,
-                     resume: bool = False, device: str | None = None, progress: bool = True,
-                     on_config: Callable[[TrainConfig], None] | None = None) -> dict:
-    """Train a classifier ('transformer', 'lstm' or 'bow') on `train`, pick its best step on a
-    validation slice, measure it on `dev`; saved in `out_dir` (model, tokenizer, metrics.json)."""
+def train_classifier(
+    kind: str,
+    train,
+    dev,
+    *,
+    valid=None,
+    init=None,
+    tokenizer=None,
+    epochs: float | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    warmup_ratio: float | None = None,
+    patience: int | None = None,
+    vocab_size: int | None = None,
+    positions: str | None = None,
+    out_dir=None,
+    seed: int = 0,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    on_config: Callable[[TrainConfig], None] | None = None,
+) -> dict:
+    """Train a classifier ('transformer', 'lstm' or 'bow') on `train`, pick its best
+    step on a validation slice, measure it on `dev`; saved in `out_dir` (model,
+    tokenizer, metrics.json)."""
     if kind not in KINDS:
         raise ArgumentError(f"model must be one of {', '.join(KINDS)}, not {kind!r}")
-    for name, v, low, integer, closed in [("epochs", epochs, 0, False, False),
-                                          ("lr", lr, 0, False, False),
-                                          ("batch_size", batch_size, 1, True, True),
-                                          ("max_length", max_length, 3, True, True),
-                                          ("warmup_ratio", warmup_ratio, 0, False, True),
-                                          ("patience", patience, 1, True, True),
-                                          ("vocab_size", vocab_size, 10, True, True)]:
+    for name, v, low, integer, closed in [
+        ("epochs", epochs, 0, False, False),
+        ("lr", lr, 0, False, False),
+        ("batch_size", batch_size, 1, True, True),
+        ("max_length", max_length, 3, True, True),
+        ("warmup_ratio", warmup_ratio, 0, False, True),
+        ("patience", patience, 1, True, True),
+        ("vocab_size", vocab_size, 10, True, True),
+    ]:
         _check(name, v, low, integer, closed)
     if warmup_ratio is not None and warmup_ratio >= 1:
         raise ArgumentError(f"warmup_ratio must be below 1, not {warmup_ratio}")
     if init is not None and kind != "transformer":
-        raise ArgumentError(f"init (a pretrained model) is for the transformer, not {kind}")
+        raise ArgumentError(
+            f"init (a pretrained model) is for the transformer, not {kind}"
+        )
     if positions is not None and (kind != "transformer" or init is not None):
         raise ArgumentError("positions is for a transformer from scratch")
     if init is not None and tokenizer is not None:
-        raise ArgumentError("tokenizer is for a model from scratch; init uses its own vocab.txt")
+        raise ArgumentError(
+            "tokenizer is for a model from scratch; init uses its own vocab.txt"
+        )
     if init is not None:
-        lacking = [f for f in ("config.json", "vocab.txt") if not (Path(init) / f).is_file()]
+        lacking = [
+            f for f in ("config.json", "vocab.txt") if not (Path(init) / f).is_file()
+        ]
         if lacking:
-            raise DataNotFound(f"{init}: not a pretrained model folder (no {' or '.join(lacking)})")
+            raise DataNotFound(
+                f"{init}: not a pretrained model folder (no {' or '.join(lacking)})"
+            )
     train = _as_labelled(train, "train")
     dev = _as_labelled(dev, "dev", train.label_names)
     id2label = train.id2label
     num_labels = max(train.num_labels, 2)
     if train.label_names is None and dev.num_labels > train.num_labels:
-        raise DataError("dev", f"label {dev.num_labels - 1} is never seen in the training data")
+        raise DataError(
+            "dev", f"label {dev.num_labels - 1} is never seen in the training data"
+        )
     id2label = {i: id2label.get(i, str(i)) for i in range(num_labels)}
-    if valid is None:                     # a stratified slice of the training data, never dev
+    if valid is None:  # a stratified slice of the training data, never dev
         tr_idx, va_idx = validation_split(train.labels, seed=seed)
-        valid = LabelledData([train.texts[i] for i in va_idx], [train.labels[i] for i in va_idx],
-                             train.label_names)
-        train = LabelledData([train.texts[i] for i in tr_idx], [train.labels[i] for i in tr_idx],
-                             train.label_names)
+        valid = LabelledData(
+            [train.texts[i] for i in va_idx],
+            [train.labels[i] for i in va_idx],
+            train.label_names,
+        )
+        train = LabelledData(
+            [train.texts[i] for i in tr_idx],
+            [train.labels[i] for i in tr_idx],
+            train.label_names,
+        )
     else:
         valid = _as_labelled(valid, "valid", train.label_names)
     out = Path(out_dir) if out_dir is not None else None
-    work = out                             # checkpoints, metrics.jsonl, the tokenizer, while training
+    work = out  # checkpoints, metrics.jsonl, the tokenizer, while training
     device = str(get_device(device))
     # 1. tokenizer
     if init is not None:
         tok = WordPieceTokenizer.from_pretrained(init)
     elif tokenizer is not None:
-        tok = (tokenizer if isinstance(tokenizer, WordPieceTokenizer)
-               else WordPieceTokenizer.from_pretrained(tokenizer))
+        tok = (
+            tokenizer
+            if isinstance(tokenizer, WordPieceTokenizer)
+            else WordPieceTokenizer.from_pretrained(tokenizer)
+        )
     elif resume and work is not None and (work / "vocab.txt").is_file():
-        tok = WordPieceTokenizer.from_pretrained(work)      # the run's own, as it was saved
+        tok = WordPieceTokenizer.from_pretrained(work)  # the run's own, as it was saved
     else:
-        tok = WordPieceTokenizer.train(train.texts, vocab_size=vocab_size or quick(8000, 400),
-                                       progress=progress)
+        tok = WordPieceTokenizer.train(
+            train.texts, vocab_size=vocab_size or quick(8000, 400), progress=progress
+        )
     if work is not None:
         tok.save_pretrained(work)
     # 2. the defaults this data and device call for
     full = tokenize_dataset(tok, train, max_length=512, progress=progress)
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
-             "warmup_ratio": warmup_ratio, "patience": patience}
-    chosen = choose_defaults(kind, len(train), full.lengths, device, init is not None, **given)
+    given = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "warmup_ratio": warmup_ratio,
+        "patience": patience,
+    }
+    chosen = choose_defaults(
+        kind, len(train), full.lengths, device, init is not None, **given
+    )
     chosen["batch_size"] = min(chosen["batch_size"], len(train))
     train_data = tokenize_dataset(tok, train, max_length=chosen["max_length"])
     valid_data = tokenize_dataset(tok, valid, max_length=chosen["max_length"])
     dev_data = tokenize_dataset(tok, dev, max_length=chosen["max_length"])
     # 3. model and training
-    set_seed(seed)                         # the random start (all weights, or a new head)
-    model = _build_model(kind, tok, num_labels, id2label, init, chosen["max_length"], positions)
-    cfg = TrainConfig(lr=chosen["lr"], epochs=chosen["epochs"], batch_size=chosen["batch_size"],
-                      max_length=chosen["max_length"], warmup_ratio=chosen["warmup_ratio"],
-                      eval_every=chosen["eval_every"], save_every=chosen["eval_every"],
-                      keep_checkpoints=2, patience=chosen["patience"], metric="eval_accuracy",
-                      load_best_at_end=True, seed=seed, device=device, progress=progress)
+    set_seed(seed)  # the random start (all weights, or a new head)
+    model = _build_model(
+        kind, tok, num_labels, id2label, init, chosen["max_length"], positions
+    )
+    cfg = TrainConfig(
+        lr=chosen["lr"],
+        epochs=chosen["epochs"],
+        batch_size=chosen["batch_size"],
+        max_length=chosen["max_length"],
+        warmup_ratio=chosen["warmup_ratio"],
+        eval_every=chosen["eval_every"],
+        save_every=chosen["eval_every"],
+        keep_checkpoints=2,
+        patience=chosen["patience"],
+        metric="eval_accuracy",
+        load_best_at_end=True,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     if on_config is not None:
-        on_config(cfg)                     # e.g. the command line's Ctrl-C handler
-    history = fit(model, train_data, valid_data if len(valid_data) else None, cfg,
-                  out_dir=work, resume=resume)
+        on_config(cfg)  # e.g. the command line's Ctrl-C handler
+    history = fit(
+        model,
+        train_data,
+        valid_data if len(valid_data) else None,
+        cfg,
+        out_dir=work,
+        resume=resume,
+    )
     steps = history.last("step", 0)
-    metrics = {"model": kind, "finished": bool(steps >= chosen["steps"] or history.stopped_early)}
-    if not metrics["finished"]:            # stopped on request: resume=True goes on from here
+    metrics = {
+        "model": kind,
+        "finished": bool(steps >= chosen["steps"] or history.stopped_early),
+    }
+    if not metrics["finished"]:  # stopped on request: resume=True goes on from here
         metrics.update(steps=steps, total_steps=chosen["steps"])
         return metrics
     model.eval()
     result = evaluate(model, dev_data, cfg.eval_batch_size)
     best = history.best("eval_accuracy")
     metrics.update(
-        dev_accuracy=result["accuracy"], dev_loss=result["loss"],
-        train_seconds=history.train_seconds, params=sum(p.numel() for p in model.parameters()),
+        dev_accuracy=result["accuracy"],
+        dev_loss=result["loss"],
+        train_seconds=history.train_seconds,
+        params=sum(p.numel() for p in model.parameters()),
         valid_accuracy=best["eval_accuracy"] if best else None,
-        best_step=best["step"] if best else steps, steps=steps, stopped_early=history.stopped_early,
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_length=cfg.max_length,
-        warmup_ratio=cfg.warmup_ratio, eval_every=cfg.eval_every, patience=cfg.patience,
-        chosen=sorted(k for k, v in given.items() if v is None), device=cfg.device,
+        best_step=best["step"] if best else steps,
+        steps=steps,
+        stopped_early=history.stopped_early,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        warmup_ratio=cfg.warmup_ratio,
+        eval_every=cfg.eval_every,
+        patience=cfg.patience,
+        chosen=sorted(k for k, v in given.items() if v is None),
+        device=cfg.device,
         init=str(init) if init is not None else None,
         tokenizer=str(tokenizer) if isinstance(tokenizer, (str, Path)) else None,
-        vocab_size=tok.vocab_size, num_labels=num_labels,
+        vocab_size=tok.vocab_size,
+        num_labels=num_labels,
         label_names=[id2label[i] for i in range(num_labels)],
-        train_examples=len(train), valid_examples=len(valid), dev_examples=len(dev),
-        seed=seed, quick=QUICK)
+        train_examples=len(train),
+        valid_examples=len(valid),
+        dev_examples=len(dev),
+        seed=seed,
+        quick=QUICK,
+    )
     if kind == "transformer":
-        metrics.update(position_embedding_type=model.config.position_embedding_type,
-                       hidden_size=model.config.hidden_size,
-                       num_hidden_layers=model.config.num_hidden_layers)
+        metrics.update(
+            position_embedding_type=model.config.position_embedding_type,
+            hidden_size=model.config.hidden_size,
+            num_hidden_layers=model.config.num_hidden_layers,
+        )
     if out is not None:
         tmp = out / ".tmp-model"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         LabelledData([], [], [id2label[i] for i in range(num_labels)]).save_labels(
-            tmp / "labels.json")
-        atomic_write(tmp / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)     # the run is over
-        publish(tmp, out)            # weights, then config.json; then the INCOMPLETE mark goes
+            tmp / "labels.json"
+        )
+        atomic_write(
+            tmp / "metrics.json",
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
+        )
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is over
+        publish(tmp, out)  # weights, then config.json; then the INCOMPLETE mark goes
     return metrics
-
 
 # %% ../chapters/07_fine_tuning.ipynb #9d02c602
 def load_classifier(directory) -> tuple[nn.Module, WordPieceTokenizer, dict[int, str]]:
-    "A classifier folder written by train_classifier (any kind): model in eval mode, tokenizer, labels."
+    """A classifier folder written by train_classifier (any kind): model in eval mode,
+    tokenizer, labels."""
     d = Path(directory)
     if not d.is_dir():
         raise DataNotFound(f"{d}: no such model folder")
     if (d / INCOMPLETE).exists():
-        raise DataError(d, "the run that writes this folder has not finished (go on with --resume)")
+        raise DataError(
+            d, "the run that writes this folder has not finished (go on with --resume)"
+        )
     if not (d / "config.json").is_file():
         raise DataError(d, "not a model folder (no config.json)")
-    arch = (json.loads((d / "config.json").read_text(encoding="utf-8")).get("architectures")
-            or ["?"])[0]
+    arch = (
+        json.loads((d / "config.json").read_text(encoding="utf-8")).get("architectures")
+        or ["?"]
+    )[0]
     if arch == "BertForSequenceClassification":
         model = BertForSequenceClassification.from_pretrained(d)
         id2label = dict(model.config.id2label)
     elif arch == "LSTMClassifier":
         from encoder_book.lstm import LSTMClassifier
+
         model = LSTMClassifier.from_pretrained(d)
         id2label = model.config.id2label or {}
     elif arch == "BowClassifier":
@@ -551,10 +848,17 @@ def load_classifier(directory) -> tuple[nn.Module, WordPieceTokenizer, dict[int,
 
 
 @torch.no_grad()
-def classify(model: nn.Module, tokenizer, texts, batch_size: int = 64, max_length: int = 512,
-             progress: bool = False) -> np.ndarray:
+def classify(
+    model: nn.Module,
+    tokenizer,
+    texts,
+    batch_size: int = 64,
+    max_length: int = 512,
+    progress: bool = False,
+) -> np.ndarray:
     "Class probabilities (n, num_labels) for `texts`, in batches of similar length."
     from tqdm.auto import tqdm
+
     texts = list(texts)
     data = tokenize_dataset(tokenizer, texts, max_length=max_length, cache=False)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
@@ -562,10 +866,14 @@ def classify(model: nn.Module, tokenizer, texts, batch_size: int = 64, max_lengt
         data = tokenize_dataset(tokenizer, texts, max_length=limit, cache=False)
     device = next(model.parameters()).device
     probs = np.zeros((len(texts), 0), dtype=np.float32)
-    batches = make_batches(data.lengths, batch_size, shuffle=False) if len(texts) else []
-    for idx in tqdm(batches, desc="classifying", disable=not progress or len(texts) < 2048):
+    batches = (
+        make_batches(data.lengths, batch_size, shuffle=False) if len(texts) else []
+    )
+    for idx in tqdm(
+        batches, desc="classifying", disable=not progress or len(texts) < 2048
+    ):
         batch = {k: v.to(device) for k, v in data.collate(idx).items()}
-        logits = model(**batch).logits.float()                      # (batch, num_labels)
+        logits = model(**batch).logits.float()  # (batch, num_labels)
         p = logits.softmax(-1).cpu().numpy()
         if probs.shape[1] == 0:
             probs = np.zeros((len(texts), p.shape[1]), dtype=np.float32)
@@ -574,10 +882,14 @@ def classify(model: nn.Module, tokenizer, texts, batch_size: int = 64, max_lengt
 
 
 def classification_report(labels, preds, names: list[str]) -> dict:
-    "Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."
-    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion
+    matrix."""
+    labels, preds = (
+        np.asarray(labels, dtype=np.int64),
+        np.asarray(preds, dtype=np.int64),
+    )
     k = len(names)
-    confusion = np.zeros((k, k), dtype=np.int64)          # rows: true label, columns: predicted
+    confusion = np.zeros((k, k), dtype=np.int64)  # rows: true label, columns: predicted
     np.add.at(confusion, (labels, preds), 1)
     per_class, f1s = {}, []
     for i, name in enumerate(names):
@@ -588,17 +900,25 @@ def classification_report(labels, preds, names: list[str]) -> dict:
         f1 = 2 * p * r / (p + r) if p + r else 0.0
         per_class[name] = {"precision": p, "recall": r, "f1": f1, "support": actual}
         f1s.append(f1)
-    return {"accuracy": float((labels == preds).mean()) if len(labels) else float("nan"),
-            "macro_f1": float(np.mean(f1s)), "examples": int(len(labels)),
-            "per_class": per_class, "labels": list(names), "confusion": confusion.tolist()}
+    return {
+        "accuracy": float((labels == preds).mean()) if len(labels) else float("nan"),
+        "macro_f1": float(np.mean(f1s)),
+        "examples": int(len(labels)),
+        "per_class": per_class,
+        "labels": list(names),
+        "confusion": confusion.tolist(),
+    }
 
 
 def plot_confusion(report: dict, path=None):
-    "The confusion matrix of a classification_report as a figure (saved as PNG at `path`)."
+    """The confusion matrix of a classification_report as a figure (saved as PNG at
+    `path`)."""
     import matplotlib
+
     if path is not None:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     m, names = np.asarray(report["confusion"]), report["labels"]
     size = min(8.0, 2.5 + 0.45 * len(names))
     fig, ax = plt.subplots(figsize=(size, size))
@@ -606,14 +926,26 @@ def plot_confusion(report: dict, path=None):
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=9)
     ax.set_yticks(range(len(names)), names, fontsize=9)
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=9,
-                color="white" if v > m.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=f"accuracy {100 * report['accuracy']:.1f}%")
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="white" if v > m.max() / 2 else "black",
+        )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"accuracy {100 * report['accuracy']:.1f}%",
+    )
     fig.tight_layout()
     if path is not None:
         import io
+
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100); plt.close(fig)
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
         atomic_write(path, buf.getvalue())
     return fig
-

@@ -23,25 +23,33 @@ __all__ = ['POOLINGS', 'LSTM_PRESETS', 'lstm_update', 'LSTMCell', 'LSTM', 'LSTMC
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-008
 def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    "The LSTM state update from pre-activation gates (..., 4 hidden) in PyTorch's order i, f, g, o: returns (h, c)."
-    i, f, g, o = gates.chunk(4, dim=-1)                        # each (..., hidden)
+    """The LSTM state update from pre-activation gates (..., 4 hidden) in PyTorch's
+    order i, f, g, o: returns (h, c)."""
+    i, f, g, o = gates.chunk(4, dim=-1)  # each (..., hidden)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
     return h, c
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-011
 def _uniform_(params, hidden_size: int) -> None:
-    "PyTorch's initialisation of recurrent layers: every weight and bias from U(-1/sqrt(hidden), 1/sqrt(hidden))."
+    """PyTorch's initialisation of recurrent layers: every weight and bias from
+    U(-1/sqrt(hidden), 1/sqrt(hidden))."""
     bound = 1 / math.sqrt(hidden_size)
     for p in params:
         nn.init.uniform_(p, -bound, bound)
 
+
 class LSTMCell(nn.Module):
-    "One LSTM step, with the parameters of torch.nn.LSTMCell: weight_ih (4 hidden, input), weight_hh, bias_ih, bias_hh."
+    """One LSTM step, with the parameters of torch.nn.LSTMCell: weight_ih (4 hidden,
+    input), weight_hh, bias_ih, bias_hh."""
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__()
         if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}")
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got {input_size} and"
+                f" {hidden_size}"
+            )
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
@@ -50,55 +58,93 @@ class LSTMCell(nn.Module):
         _uniform_(self.parameters(), hidden_size)
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}{'' if self.bias else ', bias=False'}"
+        return (
+            f"{self.input_size},"
+            f" {self.hidden_size}{'' if self.bias else ', bias=False'}"
+        )
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        "x (batch, input_size), state (h, c) each (batch, hidden_size), zeros if None: returns the new (h, c)."
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """x (batch, input_size), state (h, c) each (batch, hidden_size), zeros if None:
+        returns the new (h, c)."""
         if x.dim() != 2 or x.shape[-1] != self.input_size:
-            raise ValueError(f"LSTMCell expects x of shape (batch, {self.input_size}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"LSTMCell expects x of shape (batch, {self.input_size}), got"
+                f" {tuple(x.shape)}"
+            )
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
         h, c = state
-        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)  # (batch, 4 hidden)
+        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(
+            h, self.weight_hh, self.bias_hh
+        )  # (batch, 4 hidden)
         return lstm_update(gates, c)
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-014
 def _step_mask(lengths, attention_mask, seq: int, batch: int, device) -> Tensor | None:
-    "The (seq, batch, 1) mask of real positions, from lengths (batch,) or a (batch, seq) mask."
+    """The (seq, batch, 1) mask of real positions, from lengths (batch,) or a (batch,
+    seq) mask."""
     if lengths is not None and attention_mask is not None:
         raise ValueError("give lengths or attention_mask, not both")
     if attention_mask is not None:
         if tuple(attention_mask.shape) != (batch, seq):
-            raise ValueError(f"attention_mask must have shape (batch, seq) = {(batch, seq)}, "
-                             f"got {tuple(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must have shape (batch, seq) = {(batch, seq)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
         return attention_mask.to(device).bool().T.unsqueeze(-1)
     if lengths is None:
         return None
     lengths = torch.as_tensor(lengths, device=device)
     if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have one entry per sequence ({batch}), "
-                         f"got shape {tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths must have one entry per sequence ({batch}), "
+            f"got shape {tuple(lengths.shape)}"
+        )
     if (lengths < 0).any() or (lengths > seq).any():
-        raise ValueError(f"lengths must be between 0 and the sequence length {seq}, "
-                         f"got {lengths.tolist()}")
+        raise ValueError(
+            f"lengths must be between 0 and the sequence length {seq}, "
+            f"got {lengths.tolist()}"
+        )
     return (torch.arange(seq, device=device)[:, None] < lengths[None, :]).unsqueeze(-1)
 
+
 class LSTM(nn.Module):
-    "Multi-layer, optionally bidirectional LSTM with nn.LSTM's signature, parameters and I/O."
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None):
+    """Multi-layer, optionally bidirectional LSTM with nn.LSTM's signature, parameters
+    and I/O."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
+        for name, v in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be between 0 and 1, got {dropout}")
         if proj_size != 0:
             raise ValueError(f"proj_size={proj_size} is not supported (only 0)")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.input_size, self.hidden_size, self.num_layers = (
+            input_size,
+            hidden_size,
+            num_layers,
+        )
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, 0
         self.num_directions = 2 if bidirectional else 1
@@ -106,7 +152,7 @@ class LSTM(nn.Module):
         H = 4 * hidden_size
         for layer in range(num_layers):
             n_in = input_size if layer == 0 else hidden_size * self.num_directions
-            for sfx in ("", "_reverse")[: self.num_directions]:   # nn.LSTM's order
+            for sfx in ("", "_reverse")[: self.num_directions]:  # nn.LSTM's order
                 shapes = {"weight_ih": (H, n_in), "weight_hh": (H, hidden_size)}
                 if bias:
                     shapes.update(bias_ih=(H,), bias_hh=(H,))
@@ -120,22 +166,36 @@ class LSTM(nn.Module):
         _uniform_(self.parameters(), self.hidden_size)
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"         # non-defaults only, as nn.LSTM
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
-                              ("dropout", 0.0), ("bidirectional", False)):
+        s = f"{self.input_size}, {self.hidden_size}"  # non-defaults only, as nn.LSTM
+        for name, default in (
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+        ):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
 
-    def _run_direction(self, x: Tensor, mask: Tensor | None, h: Tensor, c: Tensor,
-                       layer: int, reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def _run_direction(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        h: Tensor,
+        c: Tensor,
+        layer: int,
+        reverse: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         "One direction of one layer: x (seq, batch, in); returns outputs, last h and c."
         sfx = f"_l{layer}{'_reverse' if reverse else ''}"
         w_hh = getattr(self, "weight_hh" + sfx)
         bias = None
         if self.bias:
             bias = getattr(self, "bias_ih" + sfx) + getattr(self, "bias_hh" + sfx)
-        xw = F.linear(x, getattr(self, "weight_ih" + sfx), bias)  # (seq, batch, 4 hidden)
+        xw = F.linear(
+            x, getattr(self, "weight_ih" + sfx), bias
+        )  # (seq, batch, 4 hidden)
         outputs = [None] * x.shape[0]
         steps = reversed(range(x.shape[0])) if reverse else range(x.shape[0])
         for t in steps:
@@ -143,38 +203,55 @@ class LSTM(nn.Module):
             if mask is None:
                 h, c = h_new, c_new
                 outputs[t] = h
-            else:                                   # padding leaves the state as it was
+            else:  # padding leaves the state as it was
                 h, c = torch.where(mask[t], h_new, h), torch.where(mask[t], c_new, c)
-                outputs[t] = torch.where(mask[t], h_new, 0.0)   # and outputs zeros
-        return torch.stack(outputs), h, c           # (seq, batch, hidden), (batch, hidden) x 2
+                outputs[t] = torch.where(mask[t], h_new, 0.0)  # and outputs zeros
+        return torch.stack(outputs), h, c  # (seq, batch, hidden), (batch, hidden) x 2
 
-    def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None,
-                lengths=None, attention_mask: Tensor | None = None):
-        "As nn.LSTM: (output, (h_n, c_n)); also a 2-D unbatched input or a PackedSequence."
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: tuple[Tensor, Tensor] | None = None,
+        lengths=None,
+        attention_mask: Tensor | None = None,
+    ):
+        """As nn.LSTM: (output, (h_n, c_n)); also a 2-D unbatched input or a
+        PackedSequence."""
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None or attention_mask is not None:
-                raise ValueError("a PackedSequence carries its lengths: "
-                                 "give no lengths or attention_mask")
-            x, lengths = pad_packed_sequence(input)          # (seq, batch, in), original order
+                raise ValueError(
+                    "a PackedSequence carries its lengths: "
+                    "give no lengths or attention_mask"
+                )
+            x, lengths = pad_packed_sequence(input)  # (seq, batch, in), original order
         else:
             if not isinstance(input, Tensor):
-                raise TypeError(f"input must be a Tensor or a PackedSequence, "
-                                f"got {type(input).__name__}")
+                raise TypeError(
+                    "input must be a Tensor or a PackedSequence, "
+                    f"got {type(input).__name__}"
+                )
             if input.dim() not in (2, 3):
-                layout = "(batch, seq, input_size)" if self.batch_first else \
-                    "(seq, batch, input_size)"
-                raise ValueError(f"LSTM expects a 3-D input {layout} or a 2-D unbatched "
-                                 f"(seq, input_size), got shape {tuple(input.shape)}")
+                layout = (
+                    "(batch, seq, input_size)"
+                    if self.batch_first
+                    else "(seq, batch, input_size)"
+                )
+                raise ValueError(
+                    f"LSTM expects a 3-D input {layout} or a 2-D unbatched "
+                    f"(seq, input_size), got shape {tuple(input.shape)}"
+                )
             x = input
         unbatched = not packed and x.dim() == 2
         if unbatched:
-            x = x.unsqueeze(1)                                # (seq, 1, in)
+            x = x.unsqueeze(1)  # (seq, 1, in)
         elif not packed and self.batch_first:
-            x = x.transpose(0, 1)                             # (seq, batch, in)
+            x = x.transpose(0, 1)  # (seq, batch, in)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {x.shape[-1]} features in its last dimension, "
-                             f"but input_size is {self.input_size}")
+            raise ValueError(
+                f"input has {x.shape[-1]} features in its last dimension, "
+                f"but input_size is {self.input_size}"
+            )
         seq, batch = x.shape[:2]
         mask = _step_mask(lengths, attention_mask, seq, batch, x.device)
         n_states, D = self.num_layers * self.num_directions, self.num_directions
@@ -183,35 +260,41 @@ class LSTM(nn.Module):
             hx = (zeros, zeros)
         elif unbatched:
             if any(s.dim() != 2 for s in hx):
-                raise ValueError("for an unbatched input, h_0 and c_0 must be 2-D "
-                                 "(num_layers * num_directions, hidden_size)")
-            hx = tuple(s.unsqueeze(1) for s in hx)            # (n_states, 1, hidden)
+                raise ValueError(
+                    "for an unbatched input, h_0 and c_0 must be 2-D "
+                    "(num_layers * num_directions, hidden_size)"
+                )
+            hx = tuple(s.unsqueeze(1) for s in hx)  # (n_states, 1, hidden)
         for s in hx:
             if tuple(s.shape) != (n_states, batch, self.hidden_size):
                 raise ValueError(
                     "h_0 and c_0 must have shape (num_layers * num_directions, batch, "
                     f"hidden_size) = {(n_states, batch, self.hidden_size)}, "
-                    f"got {tuple(s.shape)}")
+                    f"got {tuple(s.shape)}"
+                )
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
-            for d in range(D):                    # state k = layer * D + direction
+            for d in range(D):  # state k = layer * D + direction
                 k = layer * D + d
-                out, h, c = self._run_direction(x, mask, hx[0][k], hx[1][k], layer, d == 1)
+                out, h, c = self._run_direction(
+                    x, mask, hx[0][k], hx[1][k], layer, d == 1
+                )
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
-            x = torch.cat(outs, dim=-1) if D == 2 else outs[0]    # (seq, batch, D hidden)
+            x = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (seq, batch, D hidden)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)      # between layers only
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)             # (n_states, batch, hidden)
+                x = F.dropout(x, self.dropout, training=True)  # between layers only
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)  # (n_states, batch, hidden)
         if packed:
             order = input.sorted_indices
             xs = x if order is None else x.index_select(1, order)  # longest first
             lens = lengths if order is None else lengths[order.cpu()]
             data = pack_padded_sequence(xs, lens).data
-            output = PackedSequence(data, input.batch_sizes, input.sorted_indices,
-                                    input.unsorted_indices)
+            output = PackedSequence(
+                data, input.batch_sizes, input.sorted_indices, input.unsorted_indices
+            )
         elif unbatched:
             output, h_n, c_n = x.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
         else:
@@ -221,9 +304,11 @@ class LSTM(nn.Module):
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-030
 POOLINGS = ("final", "max", "mean")
 
+
 @dataclass
 class LSTMClassifierConfig:
     "Everything that shapes an LSTMClassifier (saved as its config.json)."
+
     vocab_size: int
     num_labels: int = 2
     embedding_size: int = 128
@@ -240,82 +325,138 @@ class LSTMClassifierConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
         if self.impl not in ("torch", "ours"):
-            raise ValueError(f"impl must be 'torch' (nn.LSTM) or 'ours' (encoder_book.lstm.LSTM), not {self.impl!r}")
+            raise ValueError(
+                "impl must be 'torch' (nn.LSTM) or 'ours' (encoder_book.lstm.LSTM),"
+                f" not {self.impl!r}"
+            )
         if self.num_labels < 1 or self.vocab_size < 1:
-            raise ValueError(f"vocab_size and num_labels must be positive, got {self.vocab_size}, {self.num_labels}")
+            raise ValueError(
+                f"vocab_size and num_labels must be positive, got {self.vocab_size},"
+                f" {self.num_labels}"
+            )
         if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}   # JSON keys are strings
+            self.id2label = {
+                int(k): v for k, v in self.id2label.items()
+            }  # JSON keys are strings
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-031
 class LSTMClassifier(nn.Module):
     "Token embeddings -> (Bi)LSTM -> pooling over the real tokens -> dropout -> linear."
-    def __init__(self, vocab_size: int, num_labels: int = 2, embedding_size: int = 128,
-                 hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
-                 pooling: str = "max", dropout: float = 0.3, pad_token_id: int = 0,
-                 impl: str = "torch", id2label: dict | None = None):
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int = 2,
+        embedding_size: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        pooling: str = "max",
+        dropout: float = 0.3,
+        pad_token_id: int = 0,
+        impl: str = "torch",
+        id2label: dict | None = None,
+    ):
         super().__init__()
         self.config = LSTMClassifierConfig(
-            vocab_size, num_labels, embedding_size, hidden_size, num_layers, bidirectional,
-            pooling, dropout, pad_token_id, impl, id2label)
-        self.embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
-        lstm = nn.LSTM if impl == "torch" else LSTM     # same parameter names: weights move
-        self.lstm = lstm(embedding_size, hidden_size, num_layers=num_layers,
-                         bidirectional=bidirectional, batch_first=True,
-                         dropout=dropout if num_layers > 1 else 0.0)
+            vocab_size,
+            num_labels,
+            embedding_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            pooling,
+            dropout,
+            pad_token_id,
+            impl,
+            id2label,
+        )
+        self.embeddings = nn.Embedding(
+            vocab_size, embedding_size, padding_idx=pad_token_id
+        )
+        lstm = (
+            nn.LSTM if impl == "torch" else LSTM
+        )  # same parameter names: weights move
+        self.lstm = lstm(
+            embedding_size,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_labels)
+        self.classifier = nn.Linear(
+            hidden_size * (2 if bidirectional else 1), num_labels
+        )
 
     @classmethod
     def from_config(cls, config: LSTMClassifierConfig) -> "LSTMClassifier":
         "A freshly initialised model of this configuration."
         return cls(**dataclasses.asdict(config))
 
-    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None
-               ) -> tuple[Tensor, Tensor, Tensor]:
-        "LSTM outputs (batch, seq, D hidden), top-layer final states (batch, D hidden), mask."
+    def encode(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """LSTM outputs (batch, seq, D hidden), top-layer final states (batch, D
+        hidden), mask."""
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq), "
-                             f"got {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}"
+            )
         pad = self.config.pad_token_id
         mask = (input_ids != pad) if attention_mask is None else attention_mask.bool()
-        x = self.dropout(self.embeddings(input_ids))        # (batch, seq, embedding)
-        if self.config.impl == "torch":         # nn.LSTM skips padding in a packed batch
-            lengths = mask.sum(1).clamp(min=1).cpu()         # (right padding, as ours)
-            packed = pack_padded_sequence(x, lengths, batch_first=True,
-                                          enforce_sorted=False)
+        x = self.dropout(self.embeddings(input_ids))  # (batch, seq, embedding)
+        if self.config.impl == "torch":  # nn.LSTM skips padding in a packed batch
+            lengths = mask.sum(1).clamp(min=1).cpu()  # (right padding, as ours)
+            packed = pack_padded_sequence(
+                x, lengths, batch_first=True, enforce_sorted=False
+            )
             out, (h_n, _) = self.lstm(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        else:                                   # ours skips padding wherever the mask has it
+        else:  # ours skips padding wherever the mask has it
             out, (h_n, _) = self.lstm(x, attention_mask=mask)
         D = 2 if self.config.bidirectional else 1
-        final = h_n[-D:].transpose(0, 1).reshape(x.shape[0], -1)   # top layer, both ways
+        final = h_n[-D:].transpose(0, 1).reshape(x.shape[0], -1)  # top layer, both ways
         return out, final, mask
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, **kwargs) -> ModelOutput:
-        "Logits (batch, num_labels), and the loss when labels are given; other keys ignored."
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        **kwargs,
+    ) -> ModelOutput:
+        """Logits (batch, num_labels), and the loss when labels are given; other keys
+        ignored."""
         out, final, mask = self.encode(input_ids, attention_mask)
-        m = mask.unsqueeze(-1)                                   # (batch, seq, 1)
+        m = mask.unsqueeze(-1)  # (batch, seq, 1)
         if self.config.pooling == "final":
-            pooled = final                                       # (batch, D hidden)
-        elif self.config.pooling == "max":                       # no token: zeros
-            pooled = out.masked_fill(~m, float("-inf")).amax(1).masked_fill(~m.any(1), 0.0)
+            pooled = final  # (batch, D hidden)
+        elif self.config.pooling == "max":  # no token: zeros
+            pooled = (
+                out.masked_fill(~m, float("-inf")).amax(1).masked_fill(~m.any(1), 0.0)
+            )
         else:
             pooled = (out * m).sum(1) / m.sum(1).clamp(min=1)
-        logits = self.classifier(self.dropout(pooled))           # (batch, num_labels)
+        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return ModelOutput(loss, logits)
 
     def save_pretrained(self, directory) -> Path:
         "Write model.safetensors (the state dict) and config.json into `directory`."
         from safetensors.torch import save_file
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tmp = d / ".model.safetensors.part"
         save_file(state, str(tmp))
         os.replace(tmp, d / "model.safetensors")
-        cfg = {"architectures": [type(self).__name__], **dataclasses.asdict(self.config)}
+        cfg = {
+            "architectures": [type(self).__name__],
+            **dataclasses.asdict(self.config),
+        }
         atomic_write(d / "config.json", json.dumps(cfg, indent=2) + "\n")
         return d
 
@@ -323,70 +464,137 @@ class LSTMClassifier(nn.Module):
     def from_pretrained(cls, directory, impl: str | None = None) -> "LSTMClassifier":
         "The model `save_pretrained` wrote, on the CPU, in eval mode; `impl` overrides."
         from safetensors.torch import load_file
+
         d = Path(directory)
         for name in ("config.json", "model.safetensors"):
             if not (d / name).exists():
-                raise FileNotFoundError(f"{d / name} does not exist: not a folder written "
-                                        f"by LSTMClassifier.save_pretrained")
+                raise FileNotFoundError(
+                    f"{d / name} does not exist: not a folder written "
+                    "by LSTMClassifier.save_pretrained"
+                )
         cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
         if cfg.pop("architectures", [cls.__name__]) != [cls.__name__]:
-            raise ValueError(f"{d} holds a {cfg.get('architectures')}, not an {cls.__name__}")
+            raise ValueError(
+                f"{d} holds a {cfg.get('architectures')}, not an {cls.__name__}"
+            )
         if impl is not None:
             cfg["impl"] = impl
         model = cls.from_config(LSTMClassifierConfig(**cfg))
         model.load_state_dict(load_file(str(d / "model.safetensors")))
-        return model.eval()                      # as HF's from_pretrained: dropout off
+        return model.eval()  # as HF's from_pretrained: dropout off
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-038
-LSTM_PRESETS = {   # model and schedule for the machine; `quick` is for tests and quick mode
-    "cpu": {"vocab_size": 8000, "embedding_size": 128, "hidden_size": 128, "epochs": 2, "lr": 8e-3, "batch_size": 128},
-    "gpu": {"vocab_size": 8000, "embedding_size": 256, "hidden_size": 256, "epochs": 2, "lr": 5e-3, "batch_size": 128},
-    "quick": {"vocab_size": 500, "embedding_size": 32, "hidden_size": 32, "epochs": 3, "lr": 1e-2, "batch_size": 32},
-}
+LSTM_PRESETS = (
+    {  # model and schedule for the machine; `quick` is for tests and quick mode
+        "cpu": {
+            "vocab_size": 8000,
+            "embedding_size": 128,
+            "hidden_size": 128,
+            "epochs": 2,
+            "lr": 8e-3,
+            "batch_size": 128,
+        },
+        "gpu": {
+            "vocab_size": 8000,
+            "embedding_size": 256,
+            "hidden_size": 256,
+            "epochs": 2,
+            "lr": 5e-3,
+            "batch_size": 128,
+        },
+        "quick": {
+            "vocab_size": 500,
+            "embedding_size": 32,
+            "hidden_size": 32,
+            "epochs": 3,
+            "lr": 1e-2,
+            "batch_size": 32,
+        },
+    }
+)
 _MODEL_KEYS = ("embedding_size", "hidden_size")
 
+
 def lstm_preset(device=None) -> dict:
-    "The preset for this machine: 'quick' in quick mode, else 'gpu' or 'cpu' after the device."
-    if QUICK: return dict(LSTM_PRESETS["quick"])
+    """The preset for this machine: 'quick' in quick mode, else 'gpu' or 'cpu' after the
+    device."""
+    if QUICK:
+        return dict(LSTM_PRESETS["quick"])
     return dict(LSTM_PRESETS["cpu" if get_device(device).type == "cpu" else "gpu"])
 
-def train_lstm_classifier(train: LabelledData, dev: LabelledData, tokenizer: WordPieceTokenizer | None = None,
-                          config: TrainConfig | None = None, out_dir=None, seed: int = 0,
-                          **model_kwargs) -> tuple[LSTMClassifier, dict]:
-    "Train an LSTMClassifier on `train` with the shared engine; returns the model and metrics (dev_accuracy, ...)."
+
+def train_lstm_classifier(
+    train: LabelledData,
+    dev: LabelledData,
+    tokenizer: WordPieceTokenizer | None = None,
+    config: TrainConfig | None = None,
+    out_dir=None,
+    seed: int = 0,
+    **model_kwargs,
+) -> tuple[LSTMClassifier, dict]:
+    """Train an LSTMClassifier on `train` with the shared engine; returns the model and
+    metrics (dev_accuracy, ...)."""
     if len(train) == 0 or len(dev) == 0:
-        raise ValueError(f"need training and dev examples, got {len(train)} and {len(dev)}")
+        raise ValueError(
+            f"need training and dev examples, got {len(train)} and {len(dev)}"
+        )
     preset = lstm_preset(config.device if config is not None else None)
     if config is None:
-        config = TrainConfig(lr=preset["lr"], epochs=preset["epochs"], batch_size=preset["batch_size"],
-                             metric="eval_accuracy", save_every=None, progress=False)
+        config = TrainConfig(
+            lr=preset["lr"],
+            epochs=preset["epochs"],
+            batch_size=preset["batch_size"],
+            metric="eval_accuracy",
+            save_every=None,
+            progress=False,
+        )
     config = dataclasses.replace(config, seed=seed)
     if tokenizer is None:
-        tokenizer = WordPieceTokenizer.train(train.texts, vocab_size=preset["vocab_size"], progress=False)
+        tokenizer = WordPieceTokenizer.train(
+            train.texts, vocab_size=preset["vocab_size"], progress=False
+        )
     train_data = tokenize_dataset(tokenizer, train, max_length=config.max_length)
     dev_data = tokenize_dataset(tokenizer, dev, max_length=config.max_length)
     num_labels = max(train.num_labels, dev.num_labels)
     id2label = train.id2label if train.label_names else None
     set_seed(seed)
-    model = LSTMClassifier(tokenizer.vocab_size, num_labels=num_labels, pad_token_id=tokenizer.pad_token_id,
-                           id2label=id2label, **{**{k: preset[k] for k in _MODEL_KEYS}, **model_kwargs})
+    model = LSTMClassifier(
+        tokenizer.vocab_size,
+        num_labels=num_labels,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=id2label,
+        **{**{k: preset[k] for k in _MODEL_KEYS}, **model_kwargs},
+    )
     history = fit(model, train_data, dev_data, config, out_dir=out_dir)
     result = evaluate(model, dev_data, config.eval_batch_size)
     best = history.best("eval_accuracy")
-    metrics = {"dev_accuracy": result["accuracy"], "dev_loss": result["loss"],
-               "best_dev_accuracy": best["eval_accuracy"] if best else result["accuracy"],
-               "train_seconds": history.train_seconds, "params": sum(p.numel() for p in model.parameters()),
-               "steps": history.last("step", 0), "train_examples": len(train), "dev_examples": len(dev),
-               "num_labels": num_labels, "vocab_size": tokenizer.vocab_size, "seed": seed,
-               "model": dataclasses.asdict(model.config)}
+    metrics = {
+        "dev_accuracy": result["accuracy"],
+        "dev_loss": result["loss"],
+        "best_dev_accuracy": best["eval_accuracy"] if best else result["accuracy"],
+        "train_seconds": history.train_seconds,
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": history.last("step", 0),
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "num_labels": num_labels,
+        "vocab_size": tokenizer.vocab_size,
+        "seed": seed,
+        "model": dataclasses.asdict(model.config),
+    }
     model.history = history
     if out_dir is not None:
         out = Path(out_dir)
-        model.save_pretrained(out)                               # fit saved it too; this is the final word
+        model.save_pretrained(out)  # fit saved it too; this is the final word
         tokenizer.save_pretrained(out)
         atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return model, metrics
 
-def load_lstm_classifier(directory, impl: str | None = None) -> tuple[LSTMClassifier, WordPieceTokenizer]:
+
+def load_lstm_classifier(
+    directory, impl: str | None = None
+) -> tuple[LSTMClassifier, WordPieceTokenizer]:
     "The model and tokenizer that `train_lstm_classifier` saved in `directory`."
-    return LSTMClassifier.from_pretrained(directory, impl), WordPieceTokenizer.from_pretrained(directory)
+    return LSTMClassifier.from_pretrained(
+        directory, impl
+    ), WordPieceTokenizer.from_pretrained(directory)

@@ -11,44 +11,69 @@ __all__ = ['sinusoidal_table', 'SinusoidalPositionalEncoding', 'shift_matrix', '
            'apply_rotary', 'RotaryEmbedding']
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-010
-def sinusoidal_table(num_positions: int, dim: int, base: float = 10000.0, *,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    "The sinusoidal encoding matrix: row `pos` holds sin/cos of pos / base**(2i/dim) in columns 2i and 2i+1."
+def sinusoidal_table(
+    num_positions: int,
+    dim: int,
+    base: float = 10000.0,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The sinusoidal encoding matrix: row `pos` holds sin/cos of pos / base**(2i/dim)
+    in columns 2i and 2i+1."""
     if dim % 2:
-        raise ValueError(f"dim must be even (sines and cosines come in pairs), got {dim}")
-    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]          # (positions, 1)
-    freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)    # (dim/2,)  = 1 / base**(2i/dim)
-    angle = pos * freq                                                        # (positions, dim/2)
-    pe = torch.stack([angle.sin(), angle.cos()], dim=-1)                      # (positions, dim/2, 2)
-    return pe.flatten(-2).to(dtype)                                           # (positions, dim): sin, cos, sin, ...
+        raise ValueError(
+            f"dim must be even (sines and cosines come in pairs), got {dim}"
+        )
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]  # (positions, 1)
+    freq = base ** (
+        -torch.arange(0, dim, 2, dtype=torch.float64) / dim
+    )  # (dim/2,)  = 1 / base**(2i/dim)
+    angle = pos * freq  # (positions, dim/2)
+    pe = torch.stack([angle.sin(), angle.cos()], dim=-1)  # (positions, dim/2, 2)
+    return pe.flatten(-2).to(dtype)  # (positions, dim): sin, cos, sin, ...
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-013
 class SinusoidalPositionalEncoding(nn.Module):
-    "Adds the fixed sinusoidal encoding to a batch-first input (batch, seq, hidden). No parameters."
+    """Adds the fixed sinusoidal encoding to a batch-first input (batch, seq, hidden).
+    No parameters."""
+
     def __init__(self, hidden_size: int, max_len: int = 512, base: float = 10000.0):
         super().__init__()
         self.hidden_size, self.base = hidden_size, base
-        # a buffer, not a parameter: it follows .to(device) but is never trained; persistent=False keeps it
+        # a buffer, not a parameter: it follows .to(device) but is never trained;
+        # persistent=False keeps it
         # out of state_dict, since it can always be recomputed
-        self.register_buffer("pe", sinusoidal_table(max_len, hidden_size, base), persistent=False)
+        self.register_buffer(
+            "pe", sinusoidal_table(max_len, hidden_size, base), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.hidden_size:
-            raise ValueError(f"expected (batch, seq, {self.hidden_size}), got {tuple(x.shape)}")
-        seq_len = x.shape[1]                                                  # dim 1: batch-first
-        pe = self.pe[:seq_len] if seq_len <= len(self.pe) else \
-            sinusoidal_table(seq_len, self.hidden_size, self.base).to(x.device)   # longer than the table: compute
-        return x + pe.to(x.dtype)                                             # (seq, hidden) broadcast over batch
+            raise ValueError(
+                f"expected (batch, seq, {self.hidden_size}), got {tuple(x.shape)}"
+            )
+        seq_len = x.shape[1]  # dim 1: batch-first
+        pe = (
+            self.pe[:seq_len]
+            if seq_len <= len(self.pe)
+            else sinusoidal_table(seq_len, self.hidden_size, self.base).to(x.device)
+        )  # longer than the table: compute
+        return x + pe.to(x.dtype)  # (seq, hidden) broadcast over batch
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-027
-def shift_matrix(offset: int, dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    "The block-diagonal rotation M with sinusoidal_table row pos + offset = M @ row pos, for every pos."
+def shift_matrix(
+    offset: int, dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """The block-diagonal rotation M with sinusoidal_table row pos + offset = M @ row
+    pos, for every pos."""
     if dim % 2:
         raise ValueError(f"dim must be even, got {dim}")
-    freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)   # (dim/2,)
+    freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim/2,)
     c, s = (offset * freq).cos(), (offset * freq).sin()
-    blocks = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)   # (dim/2, 2, 2)
-    return torch.block_diag(*blocks).to(dtype)                                     # (dim, dim)
+    blocks = torch.stack(
+        [torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2
+    )  # (dim/2, 2, 2)
+    return torch.block_diag(*blocks).to(dtype)  # (dim, dim)
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-032
 def _eager() -> bool:
@@ -77,7 +102,7 @@ class LearnedPositionalEmbedding(nn.Module):
             if seq_len > max_len:
                 raise ValueError(
                     f"sequence of {seq_len} positions is longer than "
-                    f"max_position_embeddings="
+                    "max_position_embeddings="
                     f"{max_len}: a learned table has no vector for the positions beyond"
                 )
             position_ids = torch.arange(seq_len, device=x.device)  # (seq,)
@@ -93,12 +118,15 @@ class LearnedPositionalEmbedding(nn.Module):
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-038
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    "(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of each pair (i, i + d/2)."
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn
+    of each pair (i, i + d/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([-x2, x1], dim=-1)
 
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    "Rotate each pair of coordinates (i, i + d/2) of `x` by the angle whose cosine and sine are given."
+    """Rotate each pair of coordinates (i, i + d/2) of `x` by the angle whose cosine and
+    sine are given."""
     return x * cos + rotate_half(x) * sin
 
 # %% ../chapters/02_positional_encoding.ipynb #02posi-040
@@ -111,7 +139,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         if head_dim % 2:
             raise ValueError(
-                f"head_dim must be even (RoPE rotates pairs of coordinates), "
+                "head_dim must be even (RoPE rotates pairs of coordinates), "
                 f"got {head_dim}"
             )
         self.head_dim, self.base = head_dim, base
@@ -140,7 +168,7 @@ class RotaryEmbedding(nn.Module):
             )
         if q.shape[-2] != k.shape[-2]:
             raise ValueError(
-                f"q and k must have the same sequence length, got "
+                "q and k must have the same sequence length, got "
                 f"{q.shape[-2]} and {k.shape[-2]}"
             )
         seq_len, cached = q.shape[-2], len(self.cos_cached)
@@ -157,7 +185,7 @@ class RotaryEmbedding(nn.Module):
         else:
             if position_ids.dim() not in (1, 2) or position_ids.shape[-1] != seq_len:
                 raise ValueError(
-                    f"position_ids must be (seq,) or (batch, seq) with seq = "
+                    "position_ids must be (seq,) or (batch, seq) with seq = "
                     f"{seq_len}, got {tuple(position_ids.shape)}"
                 )
             position_ids = position_ids.to(self.cos_cached.device)

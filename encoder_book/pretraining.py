@@ -223,7 +223,8 @@ class SparseBertForMaskedLM(BertForMaskedLM):
 # %% ../chapters/06_pretraining.ipynb #06pret-029
 def small_config(vocab_size: int, **overrides) -> BertConfig:
     """Small BERT: 4 layers, hidden 256, 4 heads, rotary positions (HF's BERT cannot
-    hold them: `position_embedding_type="absolute"` gives a folder transformers loads)."""
+    hold them: `position_embedding_type="absolute"` gives a folder transformers loads).
+    """
     return BertConfig(
         **{
             "vocab_size": vocab_size,
@@ -830,9 +831,11 @@ class ElectraPretrainer(nn.Module):
         right = guess == truth
         return {
             "rtd_accuracy": right[real].float().mean().item(),
-            "rtd_replaced_recall": right[truth & real].float().mean().item()
-            if (truth & real).any()
-            else float("nan"),
+            "rtd_replaced_recall": (
+                right[truth & real].float().mean().item()
+                if (truth & real).any()
+                else float("nan")
+            ),
         }
 
     def save_discriminator(self, directory, config: BertConfig | None = None) -> Path:

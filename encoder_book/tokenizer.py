@@ -21,56 +21,72 @@ __all__ = ['SPECIAL_TOKENS', 'SCORES', 'TRUNCATION', 'PADDING', 'normalize', 'pr
            'tokenizer_json', 'save_tokenizer', 'load_tokenizer_files']
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-008
-# Unicode tables, as code-point ranges (hex). They reproduce the character classes that HF's Rust
-# `tokenizers` library was compiled with, which differ from Python's `unicodedata` for a few hundred
-# rarely used characters (the Rust crates ship tables from older, and for case mapping newer, Unicode versions).
-_CONTROL = (  # removed by text cleaning (Cc, Cf, Co, plus NUL and U+FFFD), except tab, newline, carriage return
-    '0-8 B-C E-1F 7F-9F AD 600-605 61C 6DD 70F 180E 200B-200F 202A-202E 2060-2064 2066-206F E000-F8FF '
-    'FEFF FFF9-FFFB FFFD 110BD 1BCA0-1BCA3 1D173-1D17A E0001 E0020-E007F F0000-FFFFD 100000-10FFFD '
+# Unicode tables, as code-point ranges (hex). They reproduce the character classes that
+# HF's Rust
+# `tokenizers` library was compiled with, which differ from Python's `unicodedata` for a
+# few hundred
+# rarely used characters (the Rust crates ship tables from older, and for case mapping
+# newer, Unicode versions).
+# removed by text cleaning (Cc, Cf, Co, plus NUL and U+FFFD), except tab, newline,
+# carriage return
+_CONTROL = (
+    "0-8 B-C E-1F 7F-9F AD 600-605 61C 6DD 70F 180E 200B-200F 202A-202E 2060-2064"
+    " 2066-206F E000-F8FF FEFF FFF9-FFFB FFFD 110BD 1BCA0-1BCA3 1D173-1D17A E0001"
+    " E0020-E007F F0000-FFFFD 100000-10FFFD "
 )
 _WHITESPACE = (  # mapped to a plain space by text cleaning
-    '9-A D A0 1680 2000-200A 2028-2029 202F 205F 3000 '
+    "9-A D A0 1680 2000-200A 2028-2029 202F 205F 3000 "
 )
-_PUNCTUATION = (  # ASCII punctuation and Unicode P* categories: each becomes a token of its own
-    '21-2F 3A-40 5B-60 7B-7E A1 A7 AB B6-B7 BB BF 37E 387 55A-55F 589-58A 5BE 5C0 5C3 5C6 5F3-5F4 609-60A '
-    '60C-60D 61B 61E-61F 66A-66D 6D4 700-70D 7F7-7F9 830-83E 85E 964-965 970 AF0 DF4 E4F E5A-E5B F04-F12 '
-    'F14 F3A-F3D F85 FD0-FD4 FD9-FDA 104A-104F 10FB 1360-1368 1400 166D-166E 169B-169C 16EB-16ED '
-    '1735-1736 17D4-17D6 17D8-17DA 1800-180A 1944-1945 1A1E-1A1F 1AA0-1AA6 1AA8-1AAD 1B5A-1B60 1BFC-1BFF '
-    '1C3B-1C3F 1C7E-1C7F 1CC0-1CC7 1CD3 2010-2027 2030-2043 2045-2051 2053-205E 207D-207E 208D-208E '
-    '2308-230B 2329-232A 2768-2775 27C5-27C6 27E6-27EF 2983-2998 29D8-29DB 29FC-29FD 2CF9-2CFC 2CFE-2CFF '
-    '2D70 2E00-2E2E 2E30-2E42 3001-3003 3008-3011 3014-301F 3030 303D 30A0 30FB A4FE-A4FF A60D-A60F A673 '
-    'A67E A6F2-A6F7 A874-A877 A8CE-A8CF A8F8-A8FA A8FC A92E-A92F A95F A9C1-A9CD A9DE-A9DF AA5C-AA5F AADE- '
-    'AADF AAF0-AAF1 ABEB FD3E-FD3F FE10-FE19 FE30-FE52 FE54-FE61 FE63 FE68 FE6A-FE6B FF01-FF03 FF05-FF0A '
-    'FF0C-FF0F FF1A-FF1B FF1F-FF20 FF3B-FF3D FF3F FF5B FF5D FF5F-FF65 10100-10102 1039F 103D0 1056F 10857 '
-    '1091F 1093F 10A50-10A58 10A7F 10AF0-10AF6 10B39-10B3F 10B99-10B9C 11047-1104D 110BB-110BC '
-    '110BE-110C1 11140-11143 11174-11175 111C5-111C9 111CD 111DB 111DD-111DF 11238-1123D 112A9 114C6 '
-    '115C1-115D7 11641-11643 1173C-1173E 12470-12474 16A6E-16A6F 16AF5 16B37-16B3B 16B44 1BC9F '
-    '1DA87-1DA8B '
+# ASCII punctuation and Unicode P* categories: each becomes a token of its own
+_PUNCTUATION = (
+    "21-2F 3A-40 5B-60 7B-7E A1 A7 AB B6-B7 BB BF 37E 387 55A-55F 589-58A 5BE 5C0 5C3"
+    " 5C6 5F3-5F4 609-60A 60C-60D 61B 61E-61F 66A-66D 6D4 700-70D 7F7-7F9 830-83E 85E"
+    " 964-965 970 AF0 DF4 E4F E5A-E5B F04-F12 F14 F3A-F3D F85 FD0-FD4 FD9-FDA 104A-104F"
+    " 10FB 1360-1368 1400 166D-166E 169B-169C 16EB-16ED 1735-1736 17D4-17D6 17D8-17DA"
+    " 1800-180A 1944-1945 1A1E-1A1F 1AA0-1AA6 1AA8-1AAD 1B5A-1B60 1BFC-1BFF 1C3B-1C3F"
+    " 1C7E-1C7F 1CC0-1CC7 1CD3 2010-2027 2030-2043 2045-2051 2053-205E 207D-207E"
+    " 208D-208E 2308-230B 2329-232A 2768-2775 27C5-27C6 27E6-27EF 2983-2998 29D8-29DB"
+    " 29FC-29FD 2CF9-2CFC 2CFE-2CFF 2D70 2E00-2E2E 2E30-2E42 3001-3003 3008-3011"
+    " 3014-301F 3030 303D 30A0 30FB A4FE-A4FF A60D-A60F A673 A67E A6F2-A6F7 A874-A877"
+    " A8CE-A8CF A8F8-A8FA A8FC A92E-A92F A95F A9C1-A9CD A9DE-A9DF AA5C-AA5F AADE- AADF"
+    " AAF0-AAF1 ABEB FD3E-FD3F FE10-FE19 FE30-FE52 FE54-FE61 FE63 FE68 FE6A-FE6B"
+    " FF01-FF03 FF05-FF0A FF0C-FF0F FF1A-FF1B FF1F-FF20 FF3B-FF3D FF3F FF5B FF5D"
+    " FF5F-FF65 10100-10102 1039F 103D0 1056F 10857 1091F 1093F 10A50-10A58 10A7F"
+    " 10AF0-10AF6 10B39-10B3F 10B99-10B9C 11047-1104D 110BB-110BC 110BE-110C1"
+    " 11140-11143 11174-11175 111C5-111C9 111CD 111DB 111DD-111DF 11238-1123D 112A9"
+    " 114C6 115C1-115D7 11641-11643 1173C-1173E 12470-12474 16A6E-16A6F 16AF5"
+    " 16B37-16B3B 16B44 1BC9F 1DA87-1DA8B "
 )
 _MARKS = (  # non-spacing marks (Mn), dropped after NFD when accents are stripped
-    '300-36F 483-487 591-5BD 5BF 5C1-5C2 5C4-5C5 5C7 610-61A 64B-65F 670 6D6-6DC 6DF-6E4 6E7-6E8 6EA-6ED '
-    '711 730-74A 7A6-7B0 7EB-7F3 816-819 81B-823 825-827 829-82D 859-85B 8E3-902 93A 93C 941-948 94D '
-    '951-957 962-963 981 9BC 9C1-9C4 9CD 9E2-9E3 A01-A02 A3C A41-A42 A47-A48 A4B-A4D A51 A70-A71 A75 '
-    'A81-A82 ABC AC1-AC5 AC7-AC8 ACD AE2-AE3 B01 B3C B3F B41-B44 B4D B56 B62-B63 B82 BC0 BCD C00 C3E-C40 '
-    'C46-C48 C4A-C4D C55-C56 C62-C63 C81 CBC CBF CC6 CCC-CCD CE2-CE3 D01 D41-D44 D4D D62-D63 DCA DD2-DD4 '
-    'DD6 E31 E34-E3A E47-E4E EB1 EB4-EB9 EBB-EBC EC8-ECD F18-F19 F35 F37 F39 F71-F7E F80-F84 F86-F87 '
-    'F8D-F97 F99-FBC FC6 102D-1030 1032-1037 1039-103A 103D-103E 1058-1059 105E-1060 1071-1074 1082 '
-    '1085-1086 108D 109D 135D-135F 1712-1714 1732-1734 1752-1753 1772-1773 17B4-17B5 17B7-17BD 17C6 '
-    '17C9-17D3 17DD 180B-180D 18A9 1920-1922 1927-1928 1932 1939-193B 1A17-1A18 1A1B 1A56 1A58-1A5E 1A60 '
-    '1A62 1A65-1A6C 1A73-1A7C 1A7F 1AB0-1ABD 1B00-1B03 1B34 1B36-1B3A 1B3C 1B42 1B6B-1B73 1B80-1B81 '
-    '1BA2-1BA5 1BA8-1BA9 1BAB-1BAD 1BE6 1BE8-1BE9 1BED 1BEF-1BF1 1C2C-1C33 1C36-1C37 1CD0-1CD2 1CD4-1CE0 '
-    '1CE2-1CE8 1CED 1CF4 1CF8-1CF9 1DC0-1DF5 1DFC-1DFF 20D0-20DC 20E1 20E5-20F0 2CEF-2CF1 2D7F 2DE0-2DFF '
-    '302A-302D 3099-309A A66F A674-A67D A69E-A69F A6F0-A6F1 A802 A806 A80B A825-A826 A8C4 A8E0-A8F1 '
-    'A926-A92D A947-A951 A980-A982 A9B3 A9B6-A9B9 A9BC A9E5 AA29-AA2E AA31-AA32 AA35-AA36 AA43 AA4C AA7C '
-    'AAB0 AAB2-AAB4 AAB7-AAB8 AABE-AABF AAC1 AAEC-AAED AAF6 ABE5 ABE8 ABED FB1E FE00-FE0F FE20-FE2F 101FD '
-    '102E0 10376-1037A 10A01-10A03 10A05-10A06 10A0C-10A0F 10A38-10A3A 10A3F 10AE5-10AE6 11001 '
-    '11038-11046 1107F-11081 110B3-110B6 110B9-110BA 11100-11102 11127-1112B 1112D-11134 11173 '
-    '11180-11181 111B6-111BE 111CA-111CC 1122F-11231 11234 11236-11237 112DF 112E3-112EA 11300-11301 '
-    '1133C 11340 11366-1136C 11370-11374 114B3-114B8 114BA 114BF-114C0 114C2-114C3 115B2-115B5 '
-    '115BC-115BD 115BF-115C0 115DC-115DD 11633-1163A 1163D 1163F-11640 116AB 116AD 116B0-116B5 116B7 '
-    '1171D-1171F 11722-11725 11727-1172B 16AF0-16AF4 16B30-16B36 16F8F-16F92 1BC9D-1BC9E 1D167-1D169 '
-    '1D17B-1D182 1D185-1D18B 1D1AA-1D1AD 1D242-1D244 1DA00-1DA36 1DA3B-1DA6C 1DA75 1DA84 1DA9B-1DA9F '
-    '1DAA1-1DAAF 1E8D0-1E8D6 E0100-E01EF '
+    "300-36F 483-487 591-5BD 5BF 5C1-5C2 5C4-5C5 5C7 610-61A 64B-65F 670 6D6-6DC"
+    " 6DF-6E4 6E7-6E8 6EA-6ED 711 730-74A 7A6-7B0 7EB-7F3 816-819 81B-823 825-827"
+    " 829-82D 859-85B 8E3-902 93A 93C 941-948 94D 951-957 962-963 981 9BC 9C1-9C4 9CD"
+    " 9E2-9E3 A01-A02 A3C A41-A42 A47-A48 A4B-A4D A51 A70-A71 A75 A81-A82 ABC AC1-AC5"
+    " AC7-AC8 ACD AE2-AE3 B01 B3C B3F B41-B44 B4D B56 B62-B63 B82 BC0 BCD C00 C3E-C40"
+    " C46-C48 C4A-C4D C55-C56 C62-C63 C81 CBC CBF CC6 CCC-CCD CE2-CE3 D01 D41-D44 D4D"
+    " D62-D63 DCA DD2-DD4 DD6 E31 E34-E3A E47-E4E EB1 EB4-EB9 EBB-EBC EC8-ECD F18-F19"
+    " F35 F37 F39 F71-F7E F80-F84 F86-F87 F8D-F97 F99-FBC FC6 102D-1030 1032-1037"
+    " 1039-103A 103D-103E 1058-1059 105E-1060 1071-1074 1082 1085-1086 108D 109D"
+    " 135D-135F 1712-1714 1732-1734 1752-1753 1772-1773 17B4-17B5 17B7-17BD 17C6"
+    " 17C9-17D3 17DD 180B-180D 18A9 1920-1922 1927-1928 1932 1939-193B 1A17-1A18 1A1B"
+    " 1A56 1A58-1A5E 1A60 1A62 1A65-1A6C 1A73-1A7C 1A7F 1AB0-1ABD 1B00-1B03 1B34"
+    " 1B36-1B3A 1B3C 1B42 1B6B-1B73 1B80-1B81 1BA2-1BA5 1BA8-1BA9 1BAB-1BAD 1BE6"
+    " 1BE8-1BE9 1BED 1BEF-1BF1 1C2C-1C33 1C36-1C37 1CD0-1CD2 1CD4-1CE0 1CE2-1CE8 1CED"
+    " 1CF4 1CF8-1CF9 1DC0-1DF5 1DFC-1DFF 20D0-20DC 20E1 20E5-20F0 2CEF-2CF1 2D7F"
+    " 2DE0-2DFF 302A-302D 3099-309A A66F A674-A67D A69E-A69F A6F0-A6F1 A802 A806 A80B"
+    " A825-A826 A8C4 A8E0-A8F1 A926-A92D A947-A951 A980-A982 A9B3 A9B6-A9B9 A9BC A9E5"
+    " AA29-AA2E AA31-AA32 AA35-AA36 AA43 AA4C AA7C AAB0 AAB2-AAB4 AAB7-AAB8 AABE-AABF"
+    " AAC1 AAEC-AAED AAF6 ABE5 ABE8 ABED FB1E FE00-FE0F FE20-FE2F 101FD 102E0"
+    " 10376-1037A 10A01-10A03 10A05-10A06 10A0C-10A0F 10A38-10A3A 10A3F 10AE5-10AE6"
+    " 11001 11038-11046 1107F-11081 110B3-110B6 110B9-110BA 11100-11102 11127-1112B"
+    " 1112D-11134 11173 11180-11181 111B6-111BE 111CA-111CC 1122F-11231 11234"
+    " 11236-11237 112DF 112E3-112EA 11300-11301 1133C 11340 11366-1136C 11370-11374"
+    " 114B3-114B8 114BA 114BF-114C0 114C2-114C3 115B2-115B5 115BC-115BD 115BF-115C0"
+    " 115DC-115DD 11633-1163A 1163D 1163F-11640 116AB 116AD 116B0-116B5 116B7"
+    " 1171D-1171F 11722-11725 11727-1172B 16AF0-16AF4 16B30-16B36 16F8F-16F92"
+    " 1BC9D-1BC9E 1D167-1D169 1D17B-1D182 1D185-1D18B 1D1AA-1D1AD 1D242-1D244"
+    " 1DA00-1DA36 1DA3B-1DA6C 1DA75 1DA84 1DA9B-1DA9F 1DAA1-1DAAF 1E8D0-1E8D6"
+    " E0100-E01EF "
 )
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-009
@@ -83,12 +99,25 @@ def _char_class(table: str) -> str:
         parts.append(lo_c if not hi else f"{lo_c}-{re.escape(chr(int(hi, 16)))}")
     return "".join(parts)
 
+
 _CJK = "3400-4DBF 4E00-9FFF F900-FAFF 20000-2A6DF 2A700-2B81F 2B920-2CEAF 2F800-2FA1F"
-# Lower-case mappings that HF's Rust library (Unicode 16) knows and Python 3.11 (Unicode 14) does not.
-_LOWER_EXTRA = {0x1C89: 0x1C8A, 0xA7CB: 0x0264, 0xA7CC: 0xA7CD, 0xA7CE: 0xA7CF, 0xA7D2: 0xA7D3, 0xA7D4: 0xA7D5,
-                0xA7DA: 0xA7DB, 0xA7DC: 0x019B,
-                **{c: c + 0x20 for c in range(0x10D50, 0x10D66)}, **{c: c + 0x1B for c in range(0x16EA0, 0x16EB9)}}
-_NFD_KEEP = {"\U00011938"}  # decomposed by Python's NFD, left whole by the Rust normaliser
+# Lower-case mappings that HF's Rust library (Unicode 16) knows and Python 3.11 (Unicode
+# 14) does not.
+_LOWER_EXTRA = {
+    0x1C89: 0x1C8A,
+    0xA7CB: 0x0264,
+    0xA7CC: 0xA7CD,
+    0xA7CE: 0xA7CF,
+    0xA7D2: 0xA7D3,
+    0xA7D4: 0xA7D5,
+    0xA7DA: 0xA7DB,
+    0xA7DC: 0x019B,
+    **{c: c + 0x20 for c in range(0x10D50, 0x10D66)},
+    **{c: c + 0x1B for c in range(0x16EA0, 0x16EB9)},
+}
+_NFD_KEEP = {
+    "\U00011938"
+}  # decomposed by Python's NFD, left whole by the Rust normaliser
 
 # %% ../chapters/01_input_layer.ipynb #01inpu-011
 _control_re = re.compile(f"[{_char_class(_CONTROL)}]")
@@ -157,30 +186,49 @@ def basic_tokenize(
 # %% ../chapters/01_input_layer.ipynb #01inpu-015
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
+
 def _merge_name(a: str, b: str) -> str:
     return a + b[2:] if b.startswith("##") else a + b
 
-SCORES = {  # how good is merging a and b, given the counts of the pair and of its parts (n: all symbols)
-    "likelihood": lambda ab, a, b, n: ab * math.log(ab * n / (a * b)),  # gain in unigram log-likelihood
-    "ratio": lambda ab, a, b, n: ab / (a * b),                            # the same without the weight ab
-    "frequency": lambda ab, a, b, n: ab,                                   # BPE's rule
+
+# how good is merging a and b, given the counts of the pair and of its parts
+# (n: all symbols)
+SCORES = {
+    "likelihood": lambda ab, a, b, n: (
+        ab * math.log(ab * n / (a * b))
+    ),  # gain in unigram log-likelihood
+    "ratio": lambda ab, a, b, n: ab / (a * b),  # the same without the weight ab
+    "frequency": lambda ab, a, b, n: ab,  # BPE's rule
 }
 
-def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS,
-                    score: str = "likelihood", progress: bool = False) -> list[str]:
-    "Learn a WordPiece vocabulary: start from characters, repeatedly merge the pair with the best score."
+
+def train_wordpiece(
+    word_counts: dict[str, int],
+    vocab_size: int,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    score: str = "likelihood",
+    progress: bool = False,
+) -> list[str]:
+    """Learn a WordPiece vocabulary: start from characters, repeatedly merge the pair
+    with the best score."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {list(SCORES)}, not {score!r}")
-    words = [[w[0]] + ["##" + c for c in w[1:]] for w in word_counts]   # symbols of each distinct word
+    words = [
+        [w[0]] + ["##" + c for c in w[1:]] for w in word_counts
+    ]  # symbols of each distinct word
     freqs = list(word_counts.values())
     tok_freq, pair_freq, where, partners = Counter(), Counter(), {}, {}
+
     def add_pairs(i):
         for q in zip(words[i], words[i][1:]):
             pair_freq[q] += freqs[i]
             where.setdefault(q, set()).add(i)
-            partners.setdefault(q[0], set()).add(q); partners.setdefault(q[1], set()).add(q)
+            partners.setdefault(q[0], set()).add(q)
+            partners.setdefault(q[1], set()).add(q)
+
     for i, syms in enumerate(words):
-        for s in syms: tok_freq[s] += freqs[i]
+        for s in syms:
+            tok_freq[s] += freqs[i]
         add_pairs(i)
     alphabet = sorted(tok_freq, key=lambda t: (-tok_freq[t], t))
     vocab = list(special_tokens) + [t for t in alphabet if t not in special_tokens]
@@ -191,33 +239,47 @@ def train_wordpiece(word_counts: dict[str, int], vocab_size: int, special_tokens
     gain = lambda q: rule(pair_freq[q], tok_freq[q[0]], tok_freq[q[1]], n)
     heap = [(-gain(q), q) for q in pair_freq]
     heapq.heapify(heap)
-    bar = _tqdm(total=vocab_size - len(vocab), desc="WordPiece merges", disable=not progress)
+    bar = _tqdm(
+        total=vocab_size - len(vocab), desc="WordPiece merges", disable=not progress
+    )
     while len(vocab) < vocab_size and heap:
         neg, p = heapq.heappop(heap)
-        if pair_freq.get(p, 0) <= 0: continue               # the pair no longer occurs
-        if -neg != gain(p):                                  # stale: re-queue with today's score
-            heapq.heappush(heap, (-gain(p), p)); continue
+        if pair_freq.get(p, 0) <= 0:
+            continue  # the pair no longer occurs
+        if -neg != gain(p):  # stale: re-queue with today's score
+            heapq.heappush(heap, (-gain(p), p))
+            continue
         a, b = p
         new = _merge_name(a, b)
         touched = set()
         for i in where.pop(p):
             for q in zip(words[i], words[i][1:]):
-                pair_freq[q] -= freqs[i]; touched.add(q)
-                if q != p: where[q].discard(i)
+                pair_freq[q] -= freqs[i]
+                touched.add(q)
+                if q != p:
+                    where[q].discard(i)
             syms, out, j = words[i], [], 0
             while j < len(syms):
                 if j + 1 < len(syms) and syms[j] == a and syms[j + 1] == b:
-                    out.append(new); j += 2
-                    tok_freq[a] -= freqs[i]; tok_freq[b] -= freqs[i]; tok_freq[new] += freqs[i]
+                    out.append(new)
+                    j += 2
+                    tok_freq[a] -= freqs[i]
+                    tok_freq[b] -= freqs[i]
+                    tok_freq[new] += freqs[i]
                 else:
-                    out.append(syms[j]); j += 1
+                    out.append(syms[j])
+                    j += 1
             words[i] = out
             add_pairs(i)
             touched.update(zip(out, out[1:]))
         del pair_freq[p]
         if new not in known:
-            vocab.append(new); known.add(new); bar.update(1)
-        touched |= partners.get(a, set()) | partners.get(b, set())  # a and b got rarer: their pairs score higher
+            vocab.append(new)
+            known.add(new)
+            bar.update(1)
+        touched |= partners.get(a, set()) | partners.get(
+            b, set()
+        )  # a and b got rarer: their pairs score higher
         for q in touched:
             if pair_freq.get(q, 0) > 0:
                 heapq.heappush(heap, (-gain(q), q))
@@ -401,9 +463,9 @@ class WordPieceTokenizer:
         self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
         self.cls_token, self.mask_token = cls_token, mask_token
         self.additional_special_tokens: list[str] = []
-        self.added_tokens: list[
-            str
-        ] = []  # ids from len(vocab) on, as HF's added tokens
+        self.added_tokens: list[str] = (
+            []
+        )  # ids from len(vocab) on, as HF's added tokens
         self._special: set[str] = set()
         for t in [getattr(self, a) for a in _SPECIAL_ATTRS] + list(
             additional_special_tokens
@@ -642,10 +704,15 @@ class WordPieceTokenizer:
     ) -> list[int]:
         "Text (and optional second segment) to ids: [CLS] A [SEP] (B [SEP])."
         if kwargs:  # truncation and the rest: the full call
-            kwargs = {"truncation": False, **kwargs, "padding": False, "return_tensors": None}
-            return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)[
-                "input_ids"
-            ]
+            kwargs = {
+                "truncation": False,
+                **kwargs,
+                "padding": False,
+                "return_tensors": None,
+            }
+            return self(
+                text, text_pair, add_special_tokens=add_special_tokens, **kwargs
+            )["input_ids"]
         a, b = self._ids(text), None if text_pair is None else self._ids(text_pair)
         if not add_special_tokens:
             return a + (b or [])
@@ -722,11 +789,18 @@ class WordPieceTokenizer:
         trunc = _strategy(truncation, "Truncation", TRUNCATION)
         limit = self.model_max_length if max_length is None else max_length
         side = self.padding_side if padding_side is None else padding_side
-        if (pad_strategy != "do_not_pad" and trunc != "do_not_truncate" and pad_to_multiple_of
-                and max_length is not None and max_length % pad_to_multiple_of):
-            raise ValueError(f"Truncation and padding are both activated but truncation length "
-                             f"({max_length}) is not a multiple of pad_to_multiple_of "
-                             f"({pad_to_multiple_of}).")
+        if (
+            pad_strategy != "do_not_pad"
+            and trunc != "do_not_truncate"
+            and pad_to_multiple_of
+            and max_length is not None
+            and max_length % pad_to_multiple_of
+        ):
+            raise ValueError(
+                "Truncation and padding are both activated but truncation length "
+                f"({max_length}) is not a multiple of pad_to_multiple_of "
+                f"({pad_to_multiple_of})."
+            )
 
         def seg(t):
             if not is_split_into_words:
@@ -845,9 +919,7 @@ class WordPieceTokenizer:
             return_tensors = (
                 "pt"
                 if type(first).__module__.startswith("torch")
-                else "np"
-                if type(first).__module__.startswith("numpy")
-                else None
+                else "np" if type(first).__module__.startswith("numpy") else None
             )
         rows = {
             k: [list(r.tolist() if hasattr(r, "tolist") else r) for r in v]
@@ -946,7 +1018,7 @@ class WordPieceTokenizer:
         vocab, opts, added = load_tokenizer_files(path)
         extra = opts.pop("additional_special_tokens", [])
         tok = cls(vocab, **{**opts, **kwargs})
-        for t, special in added:                     # in id order
+        for t, special in added:  # in id order
             tok._add(t, special)
         tok.add_tokens(extra, special_tokens=True)
         return tok
@@ -1136,7 +1208,7 @@ def pad_rows(
             "Asking to pad but the tokenizer does not have a padding token."
         )
     out = {}
-    for key, col in list(rows.items()) + [(None, e) for e in (extra or [])]:
+    for key, col in list(rows.items()) + [(None, e) for e in extra or []]:
         value = pad_id if key == "input_ids" else _PAD_VALUE.get(key)
         new = []
         for r in col:

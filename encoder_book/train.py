@@ -39,9 +39,12 @@ __all__ = ['CPU_BF16_AUTO', 'PRESETS', 'ModelOutput', 'cuda_capability', 'cpu_ha
 # %% ../chapters/00c_training.ipynb #00ctra-006
 @dataclass
 class ModelOutput:
-    "What a model returns to the engine, as HF models do: `loss` (when labels are given) and `logits`."
+    """What a model returns to the engine, as HF models do: `loss` (when labels are
+    given) and `logits`."""
+
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+
 
 def _get(out, name: str):
     "Read `loss`/`logits` from a ModelOutput, an HF output or a dict."
@@ -96,39 +99,54 @@ PRESETS = {  # sizes that fit the machine: a 2-core laptop CPU, or one GPU
     "gpu": {"batch_size": 64, "eval_batch_size": 256, "max_length": 256},
 }
 
+
 @dataclass
 class TrainConfig:
-    "How `fit` trains. Fields left as None come from the CPU or GPU preset of the device (or of `preset`)."
+    """How `fit` trains. Fields left as None come from the CPU or GPU preset of the
+    device (or of `preset`)."""
+
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    warmup_ratio: float = 0.1             # warm-up steps as a fraction of all steps (unless warmup_steps is set)
+    warmup_ratio: float = (
+        0.1  # warm-up steps as a fraction of all steps (unless warmup_steps is set)
+    )
     warmup_steps: int | None = None
-    max_grad_norm: float | None = 1.0     # gradient clipping; None: no clipping
+    max_grad_norm: float | None = 1.0  # gradient clipping; None: no clipping
     epochs: float = 1.0
-    max_steps: int | None = None          # overrides epochs
-    batch_size: int | None = None         # examples per optimizer step, over all accumulation steps and processes
-    grad_accum: int = 1                   # micro-batches per step (per process)
+    max_steps: int | None = None  # overrides epochs
+    batch_size: int | None = (
+        None  # examples per optimizer step, over all accumulation steps and processes
+    )
+    grad_accum: int = 1  # micro-batches per step (per process)
     eval_batch_size: int | None = None
-    max_length: int | None = None         # for whoever tokenizes the data
-    eval_every: int | None = None         # steps between evaluations; None: at the end of every epoch
+    max_length: int | None = None  # for whoever tokenizes the data
+    eval_every: int | None = (
+        None  # steps between evaluations; None: at the end of every epoch
+    )
     log_every: int = 10
-    save_every: int | None = 1000         # steps between checkpoints; None: no checkpoints
-    keep_checkpoints: int | None = 2      # keep the newest K
-    patience: int | None = None           # early stopping: evaluations without improvement
+    save_every: int | None = 1000  # steps between checkpoints; None: no checkpoints
+    keep_checkpoints: int | None = 2  # keep the newest K
+    patience: int | None = None  # early stopping: evaluations without improvement
     metric: str = "eval_loss"
-    greater_is_better: bool | None = None # None: False for losses, True otherwise
+    greater_is_better: bool | None = None  # None: False for losses, True otherwise
     load_best_at_end: bool = False
-    stop_after: int | None = None         # stop (with a checkpoint) after this step, to resume later
+    stop_after: int | None = (
+        None  # stop (with a checkpoint) after this step, to resume later
+    )
     seed: int = 0
-    device: str | None = None             # None: CUDA, MPS or CPU, whichever is here
-    preset: str | None = None             # 'cpu' or 'gpu'; None: from the device
-    precision: str = "auto"               # 'fp32', 'bf16', 'fp16'; auto: see resolve_precision
-    compile: bool = False                 # torch.compile the model
-    bucket: bool = True                   # length-bucketed batches
-    drop_last: bool = True                # drop the examples that do not fill the last batch of an epoch
-    find_unused_parameters: bool = False  # for DDP, when part of the model gets no gradient
+    device: str | None = None  # None: CUDA, MPS or CPU, whichever is here
+    preset: str | None = None  # 'cpu' or 'gpu'; None: from the device
+    precision: str = "auto"  # 'fp32', 'bf16', 'fp16'; auto: see resolve_precision
+    compile: bool = False  # torch.compile the model
+    bucket: bool = True  # length-bucketed batches
+    drop_last: bool = (
+        True  # drop the examples that do not fill the last batch of an epoch
+    )
+    find_unused_parameters: bool = (
+        False  # for DDP, when part of the model gets no gradient
+    )
     progress: bool = True
 
     def __post_init__(self):
@@ -136,13 +154,19 @@ class TrainConfig:
         kind = torch.device(self.device).type
         self.preset = self.preset or ("gpu" if kind in ("cuda", "mps") else "cpu")
         if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {list(PRESETS)}, not {self.preset!r}")
+            raise ValueError(
+                f"preset must be one of {list(PRESETS)}, not {self.preset!r}"
+            )
         for k, v in PRESETS[self.preset].items():
-            if getattr(self, k) is None: setattr(self, k, v)
+            if getattr(self, k) is None:
+                setattr(self, k, v)
         self.precision = resolve_precision(self.precision, self.device)
         self.betas = tuple(self.betas)
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of grad_accum"
+                f" {self.grad_accum}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -228,106 +252,175 @@ def make_optimizer(
 @dataclass
 class DistInfo:
     "Where this process stands in a (possibly one-process) run."
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
-    def main(self) -> bool: return self.rank == 0
+    def main(self) -> bool:
+        return self.rank == 0
+
 
 def dist_info() -> DistInfo:
     "Rank and world size of the current process group (rank 0 of 1 without one)."
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return DistInfo(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        )
     return DistInfo()
 
+
 def init_distributed(device_type: str = "cpu") -> DistInfo:
-    "Join the process group when started by torchrun (WORLD_SIZE > 1): NCCL for GPUs, gloo for CPUs."
-    if dist.is_available() and dist.is_initialized() or int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): NCCL for GPUs,
+    gloo for CPUs."""
+    if (
+        dist.is_available()
+        and dist.is_initialized()
+        or int(os.environ.get("WORLD_SIZE", 1)) <= 1
+    ):
         return dist_info()
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())   # kept for the whole script
+    atexit.register(
+        lambda: dist.is_initialized() and dist.destroy_process_group()
+    )  # kept for the whole script
     return dist_info()
 
+
 def _barrier(info: DistInfo):
-    if info.world_size > 1: dist.barrier()
+    if info.world_size > 1:
+        dist.barrier()
+
 
 def _sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.world_size > 1: dist.all_reduce(t)
+    if info.world_size > 1:
+        dist.all_reduce(t)
     return t
+
 
 def _unwrap(model: nn.Module) -> nn.Module:
     "The plain module inside a DDP wrapper and/or a torch.compile wrapper."
     while True:
-        inner = getattr(model, "module", None) if isinstance(model, nn.parallel.DistributedDataParallel) else \
-            getattr(model, "_orig_mod", None)
-        if inner is None: return model
+        inner = (
+            getattr(model, "module", None)
+            if isinstance(model, nn.parallel.DistributedDataParallel)
+            else getattr(model, "_orig_mod", None)
+        )
+        if inner is None:
+            return model
         model = inner
 
-def _shards(idx: np.ndarray, lengths: np.ndarray, grad_accum: int, info: DistInfo) -> list[np.ndarray]:
-    "This process's micro-batches of one global batch: sorted by length, split in equal parts, every world_size-th."
+
+def _shards(
+    idx: np.ndarray, lengths: np.ndarray, grad_accum: int, info: DistInfo
+) -> list[np.ndarray]:
+    """This process's micro-batches of one global batch: sorted by length, split in
+    equal parts, every world_size-th."""
     idx = idx[np.argsort(lengths[idx], kind="stable")]
     parts = np.array_split(idx, grad_accum * info.world_size)
     return [parts[a * info.world_size + info.rank] for a in range(grad_accum)]
 
 # %% ../chapters/00c_training.ipynb #00ctra-023
 def _autocast(device: torch.device, precision: str):
-    if precision == "fp32": return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16
+    )
+
 
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TokenizedData, batch_size: int = 128, precision: str = "fp32",
-             transform: Callable[[dict], dict] | None = None) -> dict[str, float]:
-    "Mean loss (over examples) and accuracy (where there are logits and labels) on `data`; shared out under DDP."
+def evaluate(
+    model: nn.Module,
+    data: TokenizedData,
+    batch_size: int = 128,
+    precision: str = "fp32",
+    transform: Callable[[dict], dict] | None = None,
+) -> dict[str, float]:
+    """Mean loss (over examples) and accuracy (where there are logits and labels) on
+    `data`; shared out under DDP."""
     info, raw = dist_info(), _unwrap(model)
     device = next(raw.parameters()).device
     was_training = raw.training
     raw.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)     # loss * n, n, correct, predictions
-    for k, idx in enumerate(make_batches(data.lengths, batch_size, shuffle=False, bucket=True)):
-        if k % info.world_size != info.rank: continue
+    sums = torch.zeros(
+        4, dtype=torch.float64, device=device
+    )  # loss * n, n, correct, predictions
+    for k, idx in enumerate(
+        make_batches(data.lengths, batch_size, shuffle=False, bucket=True)
+    ):
+        if k % info.world_size != info.rank:
+            continue
         batch = data.collate(idx)
-        if transform is not None: batch = transform(batch)
+        if transform is not None:
+            batch = transform(batch)
         batch = _to(batch, device)
         with _autocast(device, precision):
             out = raw(**batch)
-        loss, logits, labels = _get(out, "loss"), _get(out, "logits"), batch.get("labels")
+        loss, logits, labels = (
+            _get(out, "loss"),
+            _get(out, "logits"),
+            batch.get("labels"),
+        )
         if loss is not None:
-            sums[0] += loss.double() * len(idx); sums[1] += len(idx)
-        if logits is not None and labels is not None and logits.shape[:-1] == labels.shape:
-            keep = labels != -100                                  # HF's "ignore this position"
-            sums[2] += (logits.argmax(-1)[keep] == labels[keep]).sum(); sums[3] += keep.sum()
+            sums[0] += loss.double() * len(idx)
+            sums[1] += len(idx)
+        if (
+            logits is not None
+            and labels is not None
+            and logits.shape[:-1] == labels.shape
+        ):
+            keep = labels != -100  # HF's "ignore this position"
+            sums[2] += (logits.argmax(-1)[keep] == labels[keep]).sum()
+            sums[3] += keep.sum()
     _sum(sums, info)
     raw.train(was_training)
     result = {}
-    if sums[1] > 0: result["loss"] = (sums[0] / sums[1]).item()
-    if sums[3] > 0: result["accuracy"] = (sums[2] / sums[3]).item()
+    if sums[1] > 0:
+        result["loss"] = (sums[0] / sums[1]).item()
+    if sums[3] > 0:
+        result["accuracy"] = (sums[2] / sums[3]).item()
     return result
 
+
 @torch.no_grad()
-def predict(model: nn.Module, data: TokenizedData, batch_size: int = 128) -> torch.Tensor:
-    "The model's logits for every example of `data`, in the order of `data` (one process)."
-    raw = _unwrap(model); device = next(raw.parameters()).device
-    was_training = raw.training; raw.eval()
+def predict(
+    model: nn.Module, data: TokenizedData, batch_size: int = 128
+) -> torch.Tensor:
+    """The model's logits for every example of `data`, in the order of `data` (one
+    process)."""
+    raw = _unwrap(model)
+    device = next(raw.parameters()).device
+    was_training = raw.training
+    raw.eval()
     out = [None] * len(data)
     for idx in make_batches(data.lengths, batch_size, shuffle=False, bucket=True):
-        batch = data.collate(idx); batch.pop("labels", None)
+        batch = data.collate(idx)
+        batch.pop("labels", None)
         logits = _get(raw(**_to(batch, device)), "logits").float().cpu()
-        for row, i in enumerate(idx): out[i] = logits[row]
+        for row, i in enumerate(idx):
+            out[i] = logits[row]
     raw.train(was_training)
     return torch.stack(out)
 
 # %% ../chapters/00c_training.ipynb #00ctra-025
 def rng_state() -> dict:
-    "The states of every random generator a run uses: Python, NumPy, torch (CPU) and CUDA."
+    """The states of every random generator a run uses: Python, NumPy, torch (CPU) and
+    CUDA."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available(): state["cuda"] = torch.cuda.get_rng_state_all()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
 
 def set_rng_state(state: dict) -> None:
     "Restore what `rng_state` returned."
@@ -335,92 +428,151 @@ def set_rng_state(state: dict) -> None:
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 # %% ../chapters/00c_training.ipynb #00ctra-027
-def save_checkpoint(out_dir, model, optimizer, scheduler, trainer_state: dict, scaler=None,
-                    keep: int | None = 2, best_state: dict | None = None) -> Path:
-    "Write OUT/checkpoints/step-N/ atomically (a temporary folder, renamed): all a run needs to go on exactly."
+def save_checkpoint(
+    out_dir,
+    model,
+    optimizer,
+    scheduler,
+    trainer_state: dict,
+    scaler=None,
+    keep: int | None = 2,
+    best_state: dict | None = None,
+) -> Path:
+    """Write OUT/checkpoints/step-N/ atomically (a temporary folder, renamed): all a run
+    needs to go on exactly."""
     from safetensors.torch import save_file, save_model
+
     info = dist_info()
     root = Path(out_dir) / "checkpoints"
     step = trainer_state["step"]
     final, tmp = root / f"step-{step}", root / f".tmp-step-{step}"
     if info.main:
-        shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     _barrier(info)
-    torch.save(rng_state(), tmp / f"rng-{info.rank}.pt")        # every process has its own generators
+    torch.save(
+        rng_state(), tmp / f"rng-{info.rank}.pt"
+    )  # every process has its own generators
     _barrier(info)
     if info.main:
         try:
-            save_model(_unwrap(model), str(tmp / "model.safetensors"))   # handles tied weights
+            save_model(
+                _unwrap(model), str(tmp / "model.safetensors")
+            )  # handles tied weights
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            if scaler is not None: torch.save(scaler.state_dict(), tmp / "scaler.pt")
-            if best_state is not None: save_file(best_state, str(tmp / "best.safetensors"))
-            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
+            if scaler is not None:
+                torch.save(scaler.state_dict(), tmp / "scaler.pt")
+            if best_state is not None:
+                save_file(best_state, str(tmp / "best.safetensors"))
+            (tmp / "trainer_state.json").write_text(
+                json.dumps(trainer_state), encoding="utf-8"
+            )
             old = root / f".old-step-{step}"
-            if final.exists(): os.replace(final, old)
+            if final.exists():
+                os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if keep:
-            for path in list_checkpoints(out_dir)[:-keep]: shutil.rmtree(path, ignore_errors=True)
+            for path in list_checkpoints(out_dir)[:-keep]:
+                shutil.rmtree(path, ignore_errors=True)
     _barrier(info)
     return final
+
 
 def list_checkpoints(out_dir) -> list[Path]:
     "The complete checkpoints under OUT/checkpoints, oldest first."
     root = Path(out_dir) / "checkpoints"
-    found = [p for p in root.glob("step-*") if re.fullmatch(r"step-\d+", p.name) and (p / "trainer_state.json").exists()]
+    found = [
+        p
+        for p in root.glob("step-*")
+        if re.fullmatch(r"step-\d+", p.name) and (p / "trainer_state.json").exists()
+    ]
     return sorted(found, key=lambda p: int(p.name[5:]))
+
 
 def latest_checkpoint(out_dir) -> Path | None:
     "The newest complete checkpoint under OUT/checkpoints, or None."
     found = list_checkpoints(out_dir)
     return found[-1] if found else None
 
+
 def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None) -> dict:
-    "Load a checkpoint into the model (and optimizer, scheduler, scaler, random generators); return the trainer state."
+    """Load a checkpoint into the model (and optimizer, scheduler, scaler, random
+    generators); return the trainer state."""
     from safetensors.torch import load_file, load_model
+
     path, info = Path(path), dist_info()
     if not (path / "trainer_state.json").exists():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
+        raise FileNotFoundError(
+            f"{path} is not a complete checkpoint (no trainer_state.json)"
+        )
     raw = _unwrap(model)
     device = next(raw.parameters()).device
     load_model(raw, str(path / "model.safetensors"), strict=True)
-    load = lambda name: torch.load(path / name, map_location=device, weights_only=True)   # never unpickles code
-    if optimizer is not None: optimizer.load_state_dict(load("optimizer.pt"))
-    if scheduler is not None: scheduler.load_state_dict(load("scheduler.pt"))
-    if scaler is not None and (path / "scaler.pt").exists(): scaler.load_state_dict(load("scaler.pt"))
+    load = lambda name: torch.load(
+        path / name, map_location=device, weights_only=True
+    )  # never unpickles code
+    if optimizer is not None:
+        optimizer.load_state_dict(load("optimizer.pt"))
+    if scheduler is not None:
+        scheduler.load_state_dict(load("scheduler.pt"))
+    if scaler is not None and (path / "scaler.pt").exists():
+        scaler.load_state_dict(load("scaler.pt"))
     rng = path / f"rng-{info.rank}.pt"
-    set_rng_state(torch.load(rng if rng.exists() else path / "rng-0.pt", weights_only=True))
+    set_rng_state(
+        torch.load(rng if rng.exists() else path / "rng-0.pt", weights_only=True)
+    )
     state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    if (path / "best.safetensors").exists(): state["best_state"] = load_file(str(path / "best.safetensors"))
+    if (path / "best.safetensors").exists():
+        state["best_state"] = load_file(str(path / "best.safetensors"))
     return state
 
 # %% ../chapters/00c_training.ipynb #00ctra-029
 def save_model(model: nn.Module, directory) -> Path:
-    "The trained model as an HF-style folder: its own `save_pretrained`, else model.safetensors + config.json."
+    """The trained model as an HF-style folder: its own `save_pretrained`, else
+    model.safetensors + config.json."""
     from safetensors.torch import save_model as save_weights
+
     raw, d = _unwrap(model), Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     if hasattr(raw, "save_pretrained"):
         raw.save_pretrained(d)
         return d
     tmp = d / ".model.safetensors.part"
-    save_weights(raw, str(tmp)); os.replace(tmp, d / "model.safetensors")
+    save_weights(raw, str(tmp))
+    os.replace(tmp, d / "model.safetensors")
     cfg = getattr(raw, "config", None)
-    cfg = (dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg.to_dict() if hasattr(cfg, "to_dict")
-           else dict(cfg) if isinstance(cfg, dict) else {})
-    atomic_write(d / "config.json", json.dumps({"architectures": [type(raw).__name__], **cfg}, indent=2, default=str) + "\n")
+    cfg = (
+        dataclasses.asdict(cfg)
+        if dataclasses.is_dataclass(cfg)
+        else (
+            cfg.to_dict()
+            if hasattr(cfg, "to_dict")
+            else dict(cfg) if isinstance(cfg, dict) else {}
+        )
+    )
+    atomic_write(
+        d / "config.json",
+        json.dumps(
+            {"architectures": [type(raw).__name__], **cfg}, indent=2, default=str
+        )
+        + "\n",
+    )
     return d
 
 # %% ../chapters/00c_training.ipynb #00ctra-031
 class History(list):
-    "The records of a run, as in OUT/metrics.jsonl: `loss`, `lr`, `grad_norm` while training, `eval_*` when evaluating."
+    """The records of a run, as in OUT/metrics.jsonl: `loss`, `lr`, `grad_norm` while
+    training, `eval_*` when evaluating."""
+
     train_seconds: float = 0.0
     stopped_early: bool = False
 
@@ -435,32 +587,56 @@ class History(list):
     def best(self, key: str = "eval_loss", greater: bool | None = None) -> dict | None:
         "The record with the best value of `key` (lowest for losses, else highest)."
         rows = [r for r in self if key in r]
-        if not rows: return None
+        if not rows:
+            return None
         greater = not key.endswith("loss") if greater is None else greater
         return (max if greater else min)(rows, key=lambda r: r[key])
+
 
 def read_metrics(path) -> History:
     "The History stored in a metrics.jsonl file (or in a run's folder)."
     p = Path(path)
     p = p / "metrics.jsonl" if p.is_dir() else p
-    return History(json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+    return History(
+        json.loads(line)
+        for line in p.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
+
 
 def plot_metrics(source, title: str | None = None):
-    "Training and evaluation loss against steps, and the other eval metrics beside them; returns the figure."
+    """Training and evaluation loss against steps, and the other eval metrics beside
+    them; returns the figure."""
     import matplotlib.pyplot as plt
-    hist = source if isinstance(source, History) else History(source) if isinstance(source, list) else read_metrics(source)
-    others = sorted({k for r in hist for k in r if k.startswith("eval_") and k != "eval_loss"})
-    fig, axes = plt.subplots(1, 1 + bool(others), figsize=(11 if others else 6, 3.6), squeeze=False)
+
+    hist = (
+        source
+        if isinstance(source, History)
+        else History(source) if isinstance(source, list) else read_metrics(source)
+    )
+    others = sorted(
+        {k for r in hist for k in r if k.startswith("eval_") and k != "eval_loss"}
+    )
+    fig, axes = plt.subplots(
+        1, 1 + bool(others), figsize=(11 if others else 6, 3.6), squeeze=False
+    )
     ax = axes[0, 0]
     ax.plot(*hist.series("loss"), label="training loss", alpha=0.8)
-    if hist.series("eval_loss")[0]: ax.plot(*hist.series("eval_loss"), "o-", label="evaluation loss")
-    ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(); ax.grid(alpha=0.3)
+    if hist.series("eval_loss")[0]:
+        ax.plot(*hist.series("eval_loss"), "o-", label="evaluation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
     for k in others:
         axes[0, 1].plot(*hist.series(k), "o-", label=k[5:])
     if others:
-        axes[0, 1].set_xlabel("step"); axes[0, 1].set_ylabel("evaluation"); axes[0, 1].legend()
+        axes[0, 1].set_xlabel("step")
+        axes[0, 1].set_ylabel("evaluation")
+        axes[0, 1].legend()
         axes[0, 1].grid(alpha=0.3)
-    if title: fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -589,9 +765,7 @@ def setup_run(
         ckpt = (
             Path(resume)
             if not isinstance(resume, bool)
-            else latest_checkpoint(out)
-            if out
-            else None
+            else latest_checkpoint(out) if out else None
         )
         if ckpt is None and info.main:
             print("resume: no checkpoint found, starting from the beginning")
@@ -604,7 +778,7 @@ def setup_run(
         if changed and info.main:
             warnings.warn(
                 f"resuming with another {', '.join(changed)} than the "
-                f"checkpoint's: the run will differ from one that never stopped"
+                "checkpoint's: the run will differ from one that never stopped"
             )
         if info.main:
             print(f"resumed from {ckpt.name} (step {state['step']} of {total})")
