@@ -709,6 +709,9 @@ def pretrain(
     if info.main:
         if objective == "electra":
             model.save_discriminator(out, config)
+            # the generator is a small masked LM of its own (prompts can use it)
+            model.save_generator(out / "generator", config)
+            tokenizer.save_pretrained(out / "generator")
             metrics["discriminator_params"] = sum(
                 p.numel() for p in model.discriminator.parameters()
             )
@@ -846,6 +849,15 @@ class ElectraPretrainer(nn.Module):
         disc.save_pretrained(d)
         self.save_hf_electra(d / "electra", config, d)
         return d
+
+    def save_generator(self, directory, config: BertConfig | None = None) -> Path:
+        "The generator as a BertForMaskedLM folder (its embeddings are the shared ones)."
+        layers = self.generator.config.num_hidden_layers
+        c = generator_config(config or self.config, layers)
+        gen = BertForMaskedLM(c)
+        gen.load_state_dict(self.generator.state_dict())
+        gen.save_pretrained(directory)
+        return Path(directory)
 
     def save_hf_electra(
         self, directory, config: BertConfig | None = None, bert_dir=None
