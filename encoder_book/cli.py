@@ -32,7 +32,8 @@ from .tokenizer import WordPieceTokenizer
 # %% auto #0
 __all__ = ['USER_ERRORS', 'EXIT_OK', 'EXIT_FAILURE', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'FINETUNE_EPOCHS', 'FINETUNE_LR',
            'CPU_TOKEN_BUDGET', 'LSTM_CPU_TOKEN_BUDGET', 'GracefulStop', 'cmd_tokenizer', 'cmd_pretrain', 'load_task',
-           'default_epochs', 'cmd_predict', 'format_report', 'cmd_evaluate', 'cmd_finetune', 'build_parser', 'main']
+           'default_epochs', 'load_model', 'cmd_predict', 'format_report', 'cmd_evaluate', 'cmd_finetune',
+           'build_parser', 'main']
 
 # %% ../chapters/07b_cli.ipynb #07bcli-006
 USER_ERRORS = (
@@ -324,11 +325,36 @@ def _max_length(model_dir: Path) -> int:
     )
 
 
+def load_model(args) -> tuple:
+    """The classifier in --model, or (with --prompt and --verbalizer) the masked LM
+    there read through the prompt: zero-shot (chapter 8)."""
+    if (args.prompt is None) != (args.verbalizer is None):
+        raise ArgumentError("--prompt and --verbalizer go together: give both")
+    if args.prompt is None:
+        model, tok, id2label = load_classifier(args.model)
+    else:
+        from encoder_book.finetuning import _prompt_model
+        from encoder_book.prompting import Verbalizer
+
+        d = Path(args.model)
+        if not (d / "config.json").is_file() or not (d / "vocab.txt").is_file():
+            raise DataNotFound(f"{d}: not a model folder (no config.json or vocab.txt)")
+        tok = WordPieceTokenizer.from_pretrained(d)
+        verbalizer = Verbalizer.parse(args.verbalizer)
+        model = _prompt_model(d, tok, args.prompt, verbalizer, 1).eval()
+        id2label = model.id2label
+    model.to(get_device(args.device))
+    if args.calibrate:
+        if not hasattr(model, "calibrate"):
+            raise ArgumentError("--calibrate is for a prompt (--prompt, or prompt.json)")
+        model.calibrate()
+    return model, tok, id2label
+
+
 def cmd_predict(args) -> dict:
     """Labels and probabilities for each text of FILE (or stdin), as TSV or JSONL on
     stdout."""
-    model, tok, id2label = load_classifier(args.model)
-    model.to(get_device(args.device))
+    model, tok, id2label = load_model(args)
     texts = _read_texts(args.input, args.text_column, args.encoding)
     probs = classify(
         model,
@@ -396,16 +422,25 @@ def format_report(report: dict) -> str:
 def cmd_evaluate(args) -> dict:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a
     model on --data."""
-    model, tok, id2label = load_classifier(args.model)
-    model.to(get_device(args.device))
+    model, tok, id2label = load_model(args)
     names = [id2label[i] for i in range(len(id2label))]
+    prompt = hasattr(model, "verbalizer")  # integer labels: the verbalizer's order
     data = load_labelled(
         args.data,
         text_column=args.text_column,
         label_column=args.label_column,
-        label_names=names,
+        label_names=None if prompt else names,
         encoding=args.encoding,
     )
+    if prompt and data.label_names:
+        index = {n: i for i, n in enumerate(names)}
+        unknown = sorted(set(data.label_names) - set(index))
+        if unknown:
+            raise DataError(
+                args.data, f"label {unknown[0]!r} has no word in the verbalizer"
+            )
+        ids = [index[data.label_names[y]] for y in data.labels]
+        data = LabelledData(data.texts, ids, names)
     if data.label_names is None and data.num_labels > len(names):
         raise DataError(
             args.data,
@@ -493,6 +528,8 @@ def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
             patience=args.patience,
             vocab_size=args.vocab_size,
             positions=args.positions,
+            prompt=args.prompt,
+            verbalizer=args.verbalizer,
             out_dir=out,
             seed=args.seed,
             resume=args.resume,
@@ -773,6 +810,17 @@ def build_parser() -> argparse.ArgumentParser:
             "transformers' BERT (and its pipeline) can load"
         ),
     )
+    f.add_argument(
+        "--prompt",
+        metavar="TEMPLATE",
+        help="fine-tune the masked LM in --init through a cloze, e.g. "
+        "'{text} It was [MASK] .' (with --verbalizer)",
+    )
+    f.add_argument(
+        "--verbalizer",
+        metavar="LABEL=WORD,...",
+        help="the word(s) of each label: negative=terrible,positive=great|good",
+    )
     f.add_argument("--seed", type=int, default=0, help="default: 0")
     f.add_argument("--text-column", help="default: sentence, text, review, ...")
     f.add_argument("--label-column", help="default: label, class, category, ...")
@@ -794,6 +842,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["tsv", "jsonl"], help="default: jsonl for .jsonl, else tsv"
     )
     r.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
+    r.add_argument(
+        "--prompt",
+        metavar="TEMPLATE",
+        help="zero-shot: read the masked LM in --model through this template",
+    )
+    r.add_argument(
+        "--verbalizer", metavar="LABEL=WORD,...", help="the word(s) of each label"
+    )
+    r.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="divide by the prompt's label distribution on content-free inputs",
+    )
     r.add_argument("--text-column", help="default: sentence, text, review, ...")
     r.add_argument("--encoding", help="default: UTF-8")
     r.set_defaults(run=cmd_predict)
@@ -815,6 +876,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--plot", metavar="FILE", help="the confusion matrix as a PNG")
     e.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
+    e.add_argument(
+        "--prompt",
+        metavar="TEMPLATE",
+        help="zero-shot: read the masked LM in --model through this template",
+    )
+    e.add_argument(
+        "--verbalizer", metavar="LABEL=WORD,...", help="the word(s) of each label"
+    )
+    e.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="divide by the prompt's label distribution on content-free inputs",
+    )
     e.add_argument("--text-column")
     e.add_argument("--label-column")
     e.add_argument("--encoding", help="default: UTF-8")

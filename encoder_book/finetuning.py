@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .bert import BertForSequenceClassification
+from .bert import BertForMaskedLM, BertForSequenceClassification
 from .core import QUICK, get_device, quick, set_seed
 from encoder_book.data import (
     INCOMPLETE,
@@ -35,10 +35,10 @@ from encoder_book.train import (
 
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
-           'count_parameters', 'freeze_encoder', 'layerwise_lr_decay', 'LoRALinear', 'add_lora', 'merge_lora',
-           'finetune', 'attention_maps', 'plot_attention', 'error_groups', 'BowClassifier', 'choose_defaults',
-           'validation_split', 'train_classifier', 'load_classifier', 'classify', 'classification_report',
-           'plot_confusion']
+           'MLM_ARCHITECTURES', 'count_parameters', 'freeze_encoder', 'layerwise_lr_decay', 'LoRALinear', 'add_lora',
+           'merge_lora', 'finetune', 'attention_maps', 'plot_attention', 'error_groups', 'BowClassifier',
+           'choose_defaults', 'validation_split', 'train_classifier', 'load_classifier', 'classify',
+           'classification_report', 'plot_confusion']
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-027
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -599,6 +599,28 @@ def _build_model(
     )
 
 
+MLM_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
+
+
+def _prompt_model(init, tok, template, verbalizer, max_length: int):
+    "The masked LM in `init`, read through a template and verbalizer (chapter 8)."
+    from encoder_book.prompting import PromptClassifier
+
+    arch = json.loads((Path(init) / "config.json").read_text()).get("architectures")
+    if not set(arch or []) & set(MLM_ARCHITECTURES):
+        raise ArgumentError(
+            f"{init}: a prompt needs a masked LM (BertForMaskedLM), not "
+            f"{(arch or ['a model without its architecture'])[0]}"
+        )
+    mlm = BertForMaskedLM.from_pretrained(init)
+    if max_length > mlm.config.max_position_embeddings:
+        raise ArgumentError(
+            f"max_length {max_length} is longer than the model's "
+            f"{mlm.config.max_position_embeddings} positions"
+        )
+    return PromptClassifier(mlm, tok, template, verbalizer).train()
+
+
 def train_classifier(
     kind: str,
     train,
@@ -615,6 +637,8 @@ def train_classifier(
     patience: int | None = None,
     vocab_size: int | None = None,
     positions: str | None = None,
+    prompt: str | None = None,
+    verbalizer=None,
     out_dir=None,
     seed: int = 0,
     resume: bool = False,
@@ -624,7 +648,8 @@ def train_classifier(
 ) -> dict:
     """Train a classifier ('transformer', 'lstm' or 'bow') on `train`, pick its best
     step on a validation slice, measure it on `dev`; saved in `out_dir` (model,
-    tokenizer, metrics.json)."""
+    tokenizer, metrics.json). With `prompt` and `verbalizer`, `init` is a masked LM
+    fine-tuned through the cloze (chapter 8)."""
     if kind not in KINDS:
         raise ArgumentError(f"model must be one of {', '.join(KINDS)}, not {kind!r}")
     for name, v, low, integer, closed in [
@@ -657,9 +682,22 @@ def train_classifier(
             raise DataNotFound(
                 f"{init}: not a pretrained model folder (no {' or '.join(lacking)})"
             )
+    if (prompt is None) != (verbalizer is None):
+        raise ArgumentError("prompt and verbalizer go together: give both or neither")
+    if prompt is not None and init is None:
+        raise ArgumentError("prompt fine-tuning needs init: a masked-LM folder")
     train = _as_labelled(train, "train")
     dev = _as_labelled(dev, "dev", train.label_names)
     id2label = train.id2label
+    if prompt is not None:  # the labels are the verbalizer's, in the data's order
+        from encoder_book.prompting import Template, Verbalizer, _ordered
+
+        verbalizer = _ordered(
+            Verbalizer.parse(verbalizer) if isinstance(verbalizer, str) else verbalizer,
+            train,
+        )
+        prompt = Template(prompt) if isinstance(prompt, str) else prompt
+        id2label = dict(enumerate(verbalizer.labels))
     num_labels = max(train.num_labels, 2)
     if train.label_names is None and dev.num_labels > train.num_labels:
         raise DataError(
@@ -702,6 +740,7 @@ def train_classifier(
         tok.save_pretrained(work)
     # 2. the defaults this data and device call for
     full = tokenize_dataset(tok, train, max_length=512, progress=progress)
+    encode = lambda data: tokenize_dataset(tok, data, max_length=chosen["max_length"])
     given = {
         "epochs": epochs,
         "lr": lr,
@@ -710,18 +749,23 @@ def train_classifier(
         "warmup_ratio": warmup_ratio,
         "patience": patience,
     }
-    chosen = choose_defaults(
-        kind, len(train), full.lengths, device, init is not None, **given
-    )
+    lengths = full.lengths
+    if prompt is not None:  # the template's own tokens count too
+        from encoder_book.prompting import encode_prompts
+
+        lengths = lengths + len(encode_prompts(tok, [""], prompt, 1, 10**6)[0]) - 2
+    chosen = choose_defaults(kind, len(train), lengths, device, init is not None, **given)
     chosen["batch_size"] = min(chosen["batch_size"], len(train))
-    train_data = tokenize_dataset(tok, train, max_length=chosen["max_length"])
-    valid_data = tokenize_dataset(tok, valid, max_length=chosen["max_length"])
-    dev_data = tokenize_dataset(tok, dev, max_length=chosen["max_length"])
     # 3. model and training
     set_seed(seed)  # the random start (all weights, or a new head)
-    model = _build_model(
-        kind, tok, num_labels, id2label, init, chosen["max_length"], positions
-    )
+    if prompt is not None:
+        model = _prompt_model(init, tok, prompt, verbalizer, chosen["max_length"])
+        encode = lambda data: model.encode(data.texts, data.labels, chosen["max_length"])
+    else:
+        model = _build_model(
+            kind, tok, num_labels, id2label, init, chosen["max_length"], positions
+        )
+    train_data, valid_data, dev_data = encode(train), encode(valid), encode(dev)
     cfg = TrainConfig(
         lr=chosen["lr"],
         epochs=chosen["epochs"],
@@ -782,6 +826,8 @@ def train_classifier(
         vocab_size=tok.vocab_size,
         num_labels=num_labels,
         label_names=[id2label[i] for i in range(num_labels)],
+        prompt=None if prompt is None else prompt.pattern,
+        verbalizer=None if verbalizer is None else verbalizer.words,
         train_examples=len(train),
         valid_examples=len(valid),
         dev_examples=len(dev),
@@ -838,6 +884,15 @@ def load_classifier(directory) -> tuple[nn.Module, WordPieceTokenizer, dict[int,
     elif arch == "BowClassifier":
         model = BowClassifier.from_pretrained(d)
         id2label = model.config["id2label"] or {}
+    elif arch in MLM_ARCHITECTURES and (d / "prompt.json").is_file():
+        from encoder_book.prompting import PromptClassifier
+
+        model = PromptClassifier.from_pretrained(d)
+        id2label = model.id2label
+    elif arch in MLM_ARCHITECTURES:
+        raise DataError(
+            d, f"holds a {arch}: give a prompt and a verbalizer to classify with it"
+        )
     else:
         raise DataError(d, f"holds a {arch}, not a sentence classifier")
     model.eval()
@@ -860,10 +915,12 @@ def classify(
     from tqdm.auto import tqdm
 
     texts = list(texts)
-    data = tokenize_dataset(tokenizer, texts, max_length=max_length, cache=False)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if limit is not None and max_length > limit:
-        data = tokenize_dataset(tokenizer, texts, max_length=limit, cache=False)
+    max_length = min(max_length, limit or max_length)
+    if hasattr(model, "encode"):  # a prompt (chapter 8): texts in its template
+        data = model.encode(texts, None, max_length)
+    else:
+        data = tokenize_dataset(tokenizer, texts, max_length=max_length, cache=False)
     device = next(model.parameters()).device
     probs = np.zeros((len(texts), 0), dtype=np.float32)
     batches = (

@@ -422,12 +422,48 @@ def positional_encodings() -> Svg:
     return s
 
 
+def cloze_prompt() -> Svg:
+    tokens = [("[CLS]", 54), ("a fine film", 96), ("it", 34), ("was", 42),
+              ("[MASK]", 62), (".", 26), ("[SEP]", 54)]
+    s = Svg(420, 470, "Classification as a cloze: the masked-LM head at the slot")
+    s.text(210, 22, "A prompt: the task as a cloze", size=15, weight="bold")
+    s.text(210, 44, "template  {text} it was [MASK] .", size=13, mono=True,
+           colour=MUTED)
+    x, centres = 14, {}
+    for i, (t, w) in enumerate(tokens):
+        colour = "orange" if t == "[MASK]" else ("white" if i == 1 else "grey")
+        s.box(x, 58, w, 28, t, colour, size=13, mono=True)
+        s.arrow(x + w / 2, 86, x + w / 2, 104)
+        centres[t], x = x + w / 2, x + w + 5
+    s.box(14, 106, x - 19, 46, ["pretrained encoder", "(unchanged: no new weights)"],
+          "purple", size=14)
+    mx = centres["[MASK]"]
+    s.arrow(mx, 152, mx, 176)
+    s.box(mx - 70, 178, 140, 40, ["MLM head", "(vocab,) scores"], "green", size=14)
+    s.arrow(mx, 218, mx, 240)
+    s.box(150, 242, 256, 60, ["read two of them:", "great -> positive",
+                              "terrible -> negative"], "white", size=14)
+    s.arrow(278, 302, 278, 322)
+    s.box(150, 324, 256, 40, ["softmax over the label words", "(B, 2)"], "blue",
+          size=14)
+    s.arrow(278, 364, 278, 384)
+    s.box(150, 386, 256, 40, ["/ p(label | content-free input)", "calibration"],
+          "yellow", size=14)
+    s.text(14, 250, "verbalizer:", size=13, anchor="start", colour=MUTED)
+    s.text(14, 268, "label ->", size=13, anchor="start", colour=MUTED)
+    s.text(14, 286, "words", size=13, anchor="start", colour=MUTED)
+    s.text(210, 456, "zero-shot: no training; few-shot: train the MLM head", size=13,
+           colour=MUTED)
+    return s
+
+
 DIAGRAMS = {
     "positional_encodings": positional_encodings,
     "input_embeddings": input_embeddings, "multi_head_attention": multi_head_attention,
     "post_ln_vs_pre_ln": post_ln_vs_pre_ln, "bert_heads": bert_heads,
     "mlm_masking": mlm_masking, "finetune_cls": finetune_cls,
     "lstm_unrolled": lstm_unrolled, "pipeline": pipeline,
+    "cloze_prompt": cloze_prompt,
 }
 
 
