@@ -202,8 +202,13 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
             out_dir=out,
             tokenizer=tokenizer,
             config=pt.small_config(
-                vocab_size, max_position_embeddings=max(512, block_size), **sizes
+                vocab_size,
+                max_position_embeddings=max(512, block_size),
+                position_embedding_type=args.positions,
+                **sizes,
             ),
+            objective=args.objective,
+            position_init="sinusoidal" if args.positions == "absolute" else None,
             train_config=train_config,
             vocab_size=vocab_size,
             block_size=block_size,
@@ -703,6 +708,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps", type=_INT, help="CPU: 1400 (about 20 min on 2 cores); GPU: 6000"
     )
     q.add_argument("--seed", type=int, default=0, help="default: 0")
+    q.add_argument(
+        "--objective",
+        choices=["mlm", "electra"],
+        default="mlm",
+        help="mlm (BERT's) or electra (a small MLM generator and a replaced-token "
+        "discriminator; OUT holds the discriminator, OUT/generator the MLM)",
+    )
+    q.add_argument(
+        "--positions",
+        choices=["rotary", "absolute"],
+        default="rotary",
+        help="rotary (default), or absolute, started as a sinusoid: a folder "
+        "transformers' BERT loads",
+    )
     q.add_argument("--vocab-size", type=_INT, help="CPU and GPU: 8000")
     q.add_argument("--block-size", type=_INT, help="tokens per block; CPU and GPU: 128")
     q.add_argument("--hidden-size", type=_INT, help="CPU and GPU: 256")

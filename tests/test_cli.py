@@ -400,3 +400,18 @@ def test_stdout_is_only_json_and_help(tmp_path, capsys):
         assert "example:" in text and "exit status" in text and "--device" in text, sub
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("encoder-book ")
+
+
+def test_pretrain_electra_absolute_positions(tmp_path, capsys):
+    "--objective electra saves the discriminator and, in generator/, a masked LM."
+    m = run_ok(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "e", "--max-steps", 3,
+                        "--objective", "electra", "--positions", "absolute", "-q"])
+    assert m["objective"] == "electra" and m["finished"]
+    cfg = json.loads((tmp_path / "e" / "config.json").read_text())
+    gen = json.loads((tmp_path / "e" / "generator" / "config.json").read_text())
+    assert cfg["position_embedding_type"] == gen["position_embedding_type"] == "absolute"
+    assert gen["architectures"] == ["BertForMaskedLM"] and gen["num_hidden_layers"] >= 1
+    assert (tmp_path / "e" / "generator" / "vocab.txt").is_file()
+    err = run_err(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "x",
+                           "--objective", "gan"])
+    assert "--objective" in err
