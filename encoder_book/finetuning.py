@@ -917,7 +917,7 @@ def classify(
     texts = list(texts)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     max_length = min(max_length, limit or max_length)
-    if hasattr(model, "encode"):  # a prompt (chapter 8): texts in its template
+    if hasattr(model, "verbalizer"):  # a prompt (chapter 8): texts in its template
         data = model.encode(texts, None, max_length)
     else:
         data = tokenize_dataset(tokenizer, texts, max_length=max_length, cache=False)
