@@ -22,14 +22,14 @@ from .encoder import ACTIVATIONS, Encoder, get_activation
 from .positional import RotaryEmbedding, SinusoidalPositionalEncoding
 
 # %% auto #0
-__all__ = ['POSITION_EMBEDDING_TYPES', 'PROBLEM_TYPES', 'BertConfig', 'ModelOutput', 'BertModelOutput', 'MaskedLMOutput',
+__all__ = ['POSITION_EMBEDDING_TYPES', 'PROBLEM_TYPES', 'WORDS', 'BertConfig', 'ModelOutput', 'BertModelOutput', 'MaskedLMOutput',
            'SequenceClassifierOutput', 'TokenClassifierOutput', 'QuestionAnsweringModelOutput',
            'MultipleChoiceModelOutput', 'NextSentencePredictorOutput', 'BertForPreTrainingOutput', 'Embeddings',
            'BertPreTrainedModel', 'check_inputs', 'BertPooler', 'BertModel', 'MaskedLMHead', 'BertForMaskedLM',
            'sequence_classification_loss', 'BertForSequenceClassification', 'BertForTokenClassification',
            'BertForQuestionAnswering', 'BertForMultipleChoice', 'BertForNextSentencePrediction', 'BertForPreTraining',
-           'to_hf_key', 'from_hf_key', 'load_hf_weights', 'model_from_hf', 'model_to_hf', 'save_model', 'load_weights',
-           'load_model', 'parameter_counts', 'flops_per_token', 'mean_pooling']
+           'to_hf_key', 'from_hf_key', 'load_hf_weights', 'model_from_hf', 'model_to_hf', 'save_model', 'drop_guard',
+           'load_weights', 'load_model', 'parameter_counts', 'flops_per_token', 'mean_pooling']
 
 # %% ../chapters/04b_bert.ipynb #04bber-006
 POSITION_EMBEDDING_TYPES = ("absolute", "sinusoidal", "rotary")
@@ -1443,8 +1443,28 @@ def save_model(model: BertPreTrainedModel, directory) -> Path:
         to_hf_key(k): v.detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
+    if not model.config.hf_compatible:  # transformers must refuse, not load another model
+        word = next(k for k in sd if k.endswith(WORDS))
+        pos = word.replace("word_embeddings", "position_embeddings")
+        if pos in sd:  # pre-LN with learned positions: the table under our own name
+            sd[pos[: -len("weight")] + "table"] = sd.pop(pos)
+        sd[pos] = torch.zeros(0, model.config.hidden_size)  # a size mismatch in HF
     save_file(sd, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory
+
+
+WORDS = "embeddings.word_embeddings.weight"
+
+
+def drop_guard(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    "Undo save_model's guard for configs HF's BERT cannot hold (an empty table)."
+    for k in [k for k in sd if k.endswith("position_embeddings.weight")]:
+        if sd[k].numel() == 0:
+            del sd[k]
+            table = k[: -len("weight")] + "table"
+            if table in sd:
+                sd[k] = sd.pop(table)
+    return sd
 
 
 def load_weights(directory) -> dict[str, Tensor]:
@@ -1506,7 +1526,7 @@ def load_model(
             f"from_pretrained got unknown config options: {', '.join(unknown)}"
         )
     config = config.replace(**config_overrides)
-    weights = load_weights(directory)
+    weights = drop_guard(load_weights(directory))
     return cls(config).load_hf_state_dict(weights, ignore_mismatched_sizes).eval()
 
 # %% ../chapters/04b_bert.ipynb #04bber-043

@@ -389,19 +389,22 @@ def test_absolute_small_model_loads_in_hf_with_equal_logits(tmp_path, vocab_dir,
     assert pos[0, 1].item() == pytest.approx(0.02 * 2**0.5, abs=0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bert.py saves rotary configs so that transformers "
-    "loads them with random positions (issue 19 item 4: bert.py's owner)",
+@pytest.mark.parametrize(
+    "change",
+    [{"position_embedding_type": "rotary"}, {"position_embedding_type": "sinusoidal"},
+     {"pre_layer_norm": True}],
 )
-def test_rotary_is_refused_by_transformers(tmp_path, tok):
+def test_configs_hf_cannot_hold_are_refused_by_transformers(tmp_path, tok, change):
     transformers = pytest.importorskip("transformers")
-    model = BertForMaskedLM(
-        tiny_config(tok.vocab_size, position_embedding_type="rotary")
-    )
+    model = BertForMaskedLM(tiny_config(tok.vocab_size, **change)).eval()
     model.save_pretrained(tmp_path / "r")
-    with pytest.raises(Exception):
+    with pytest.raises((RuntimeError, ValueError), match="(?i)size|mismatch"):
         transformers.BertForMaskedLM.from_pretrained(tmp_path / "r")
+    with pytest.raises((RuntimeError, ValueError), match="(?i)size|mismatch"):
+        transformers.BertModel.from_pretrained(tmp_path / "r")
+    back = BertForMaskedLM.from_pretrained(tmp_path / "r")  # ours loads it, exactly
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    torch.testing.assert_close(back(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
 def test_throughput_script_runs(tmp_path):
