@@ -415,3 +415,13 @@ def test_pretrain_electra_absolute_positions(tmp_path, capsys):
     err = run_err(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "x",
                            "--objective", "gan"])
     assert "--objective" in err
+
+
+def test_python_dash_m_encoder_book():
+    "`python -m encoder_book` is the same command as `encoder-book`."
+    r = subprocess.run([sys.executable, "-m", "encoder_book", "--version"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.startswith("encoder-book "), r.stderr
+    r = subprocess.run([sys.executable, "-m", "encoder_book", "finetune"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--train" in r.stderr
