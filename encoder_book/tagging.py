@@ -567,7 +567,7 @@ def train_tagger(
     lr = lr or (5e-5 if pretrained else 5e-4 if transformer else 5e-3)
     batch_size = min(batch_size or quick(32, 16), len(train))
     max_length = max_length or 256
-    hidden_size = hidden_size or quick(256, 32)
+    hidden_size = hidden_size or quick(256 if transformer else 128, 32)
     num_layers = num_layers or (quick(4, 2) if transformer else 1)
     set_seed(seed)  # the random start: every weight, or the new head
     model = _tagger_model(kind, tok, id2label, init, hidden_size, num_layers)

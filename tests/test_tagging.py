@@ -444,3 +444,15 @@ def test_transformers_pipeline_reads_the_folder(transformer_run):
     ours = predict_tags(model, tok, [words])[0]
     expect = {w: t for w, t in zip(words, ours) if t != "O"}
     assert found == expect and expect  # the model finds entities, HF the same ones
+
+
+def test_train_tagger_from_a_pretrained_folder(transformer_run, tmp_path):
+    out, m = transformer_run
+    with pytest.raises(ArgumentError, match="brings its own vocab.txt"):
+        train_tagger("transformer", TRAIN, DEV, init=out, tokenizer=out)
+    again = train_tagger(
+        "transformer", TRAIN, DEV, init=out, out_dir=tmp_path, **{**OPTS, "epochs": 1}
+    )
+    assert again["init"] == str(out) and again["lr"] == 5e-5
+    assert again["vocab_size"] == m["vocab_size"] and again["dev_f1"] > 0.5
+    assert (tmp_path / "vocab.txt").read_text() == (out / "vocab.txt").read_text()
