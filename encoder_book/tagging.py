@@ -571,6 +571,8 @@ def train_tagger(
     num_layers = num_layers or (quick(4, 2) if transformer else 1)
     set_seed(seed)  # the random start: every weight, or the new head
     model = _tagger_model(kind, tok, id2label, init, hidden_size, num_layers)
+    if transformer:  # a pretrained model may have fewer positions
+        max_length = min(max_length, model.config.max_position_embeddings)
     encode = lambda data: TaggedData.encode(tok, data, label2id, max_length)
     train_data, dev_data = encode(train), encode(dev)
     cfg = TrainConfig(
