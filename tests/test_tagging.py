@@ -456,3 +456,29 @@ def test_train_tagger_from_a_pretrained_folder(transformer_run, tmp_path):
     assert again["init"] == str(out) and again["lr"] == 5e-5
     assert again["vocab_size"] == m["vocab_size"] and again["dev_f1"] > 0.5
     assert (tmp_path / "vocab.txt").read_text() == (out / "vocab.txt").read_text()
+
+
+def test_predict_tags_edge_cases(tok):
+    model = LSTMTagger(LSTMTaggerConfig(tok.vocab_size, 2, 8, 8, id2label={0: "O"}))
+    assert predict_tags(model, tok, []) == []
+    assert predict_tags(model, tok, [[]]) == [[]]
+    model.config.id2label = None
+    with pytest.raises(ValueError, match="no id2label"):
+        predict_tags(model, tok, [["x"]])
+
+
+def test_real_conll_counts():
+    "The files of shared/data, where they are: the counts of the task paper."
+    try:
+        paths = {s: conll_file(s) for s in ("train", "dev", "test")}
+    except DataNotFound:
+        pytest.skip("CoNLL-2003 is not in the data folder")
+    data = {s: read_conll(p) for s, p in paths.items()}
+    assert {s: len(v) for s, v in data.items()} == {
+        "train": 14041,
+        "dev": 3250,
+        "test": 3453,
+    }
+    assert sum(len(s) for s in data["test"]) == 46435
+    n = sum(len(spans(s.tags)) for s in data["test"])
+    assert n == 1668 + 702 + 1661 + 1617
