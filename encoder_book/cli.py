@@ -2,7 +2,8 @@
 
 # %% ../chapters/07b_cli.ipynb #07bcli-003
 from __future__ import annotations
-import argparse, contextlib, csv, errno, io, json, os, shutil, signal, sys, warnings
+import argparse, contextlib, csv, errno, io, json, os, shutil, signal, sys, textwrap
+import warnings
 from pathlib import Path
 from . import __version__
 from .core import QUICK, get_device, quick
@@ -646,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             help=help,
-            description=description,
+            description=textwrap.fill(description, 79),  # the epilog keeps its lines
             parents=[common],
             formatter_class=fmt,
             epilog=_EPILOG.format(example),
