@@ -93,7 +93,7 @@ test-browser: book
 test-colab: setup
 	ENCODER_BOOK_COLAB_TEST=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests/test_colab.py -q
 
-test: sync-check test-lib test-interop test-nbs book test-site test-browser test-colab page-check
+test: sync-check lint test-lib test-interop test-nbs book test-site test-browser test-colab page-check
 	@echo "make test: all checks passed"
 
 clean:

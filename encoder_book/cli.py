@@ -17,7 +17,7 @@ from encoder_book.data import (
     load_labelled,
     prepare_out,
     read_text,
-    tokenize_dataset,
+    tokenize_dataset,  # noqa: F401 (the cells of this page use it)
 )
 from encoder_book.finetuning import (
     BUDGET,

@@ -2,7 +2,7 @@
 
 # %% ../chapters/00_setup.ipynb #00setu-003
 from __future__ import annotations
-import hashlib, os, random, shutil, sys, tempfile, urllib.request, zipfile
+import hashlib, os, random, shutil, tempfile, urllib.request, zipfile
 from pathlib import Path
 import numpy as np
 import torch

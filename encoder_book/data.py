@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv, hashlib, io, json, os, re, tempfile, zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm as _tqdm
@@ -725,7 +725,7 @@ class TokenizedData:
             item["labels"] = int(self.labels[i])
         return item
 
-    def subset(self, indices) -> "TokenizedData":
+    def subset(self, indices) -> TokenizedData:
         "The examples at `indices`, in that order."
         idx = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[idx]

@@ -30,7 +30,7 @@ from encoder_book.train import (
     evaluate,
     fit,
     param_groups,
-    predict,
+    predict,  # noqa: F401 (the cells of this page use it)
 )
 
 # %% auto #0

@@ -391,7 +391,7 @@ class LSTMClassifier(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, config: LSTMClassifierConfig) -> "LSTMClassifier":
+    def from_config(cls, config: LSTMClassifierConfig) -> LSTMClassifier:
         "A freshly initialised model of this configuration."
         return cls(**dataclasses.asdict(config))
 
@@ -461,7 +461,7 @@ class LSTMClassifier(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, directory, impl: str | None = None) -> "LSTMClassifier":
+    def from_pretrained(cls, directory, impl: str | None = None) -> LSTMClassifier:
         "The model `save_pretrained` wrote, on the CPU, in eval mode; `impl` overrides."
         from safetensors.torch import load_file
 

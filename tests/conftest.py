@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from encoder_book.core import tiny_corpus, tiny_sentiment
 from encoder_book.tokenizer import WordPieceTokenizer
 

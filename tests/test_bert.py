@@ -7,8 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from encoder_book.bert import (BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel,
-                               flops_per_token, from_hf_key, mean_pooling, parameter_counts, to_hf_key)
+from encoder_book.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertModel,
+    flops_per_token,
+    from_hf_key,
+    mean_pooling,
+    parameter_counts,
+    to_hf_key,
+)
 
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.set_verbosity_error()

@@ -1,7 +1,12 @@
 "The encoder-book command line: each subcommand on tiny files, metrics.json, and one-line errors."
-import json, os, subprocess, sys
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 import pytest
+
 from encoder_book.cli import main
 from encoder_book.core import tiny_corpus, tiny_sentiment
 
@@ -307,6 +312,7 @@ def test_hf_pipeline_reads_transformer_folder(tmp_path, capsys):
 def test_interrupt_then_resume_ends_as_one_run(tmp_path, capsys, monkeypatch):
     "A stop at step 2 (what Ctrl-C asks for), then --resume: the same weights as a run never stopped."
     from safetensors.torch import load_file
+
     from encoder_book import cli
     train, dev = pair(tmp_path, n=80)
     args = ["finetune", "--train", str(train), "--dev", str(dev), "--model", "lstm", "--epochs", 2,
@@ -330,7 +336,8 @@ def test_interrupt_then_resume_ends_as_one_run(tmp_path, capsys, monkeypatch):
 
 def test_signal_handler_stops_at_a_step(tmp_path):
     "A real SIGINT to a running finetune: exit 130, a checkpoint, a message; --resume finishes."
-    import signal, time
+    import signal
+    import time
     train, dev = pair(tmp_path, n=400)
     env = {**os.environ, "ENCODER_BOOK_QUICK": "1"}
     cmd = [sys.executable, "-m", "encoder_book.cli", "finetune", "--train", str(train), "--dev",

@@ -1,7 +1,7 @@
 "encoder_book.core: quick mode, seeds, data lookup, download with checksums, offline errors."
 import hashlib
-import io
 import importlib
+import io
 import urllib.error
 import zipfile
 

@@ -12,9 +12,24 @@ import torch
 
 import encoder_book.core as core
 import encoder_book.data as data
-from encoder_book.data import (DataError, DataNotFound, LabelledData, TokenizedData, atomic_write, dataloader,
-                               iter_batches, load_corpus, load_label_names, load_labelled, locate, make_batches,
-                               pack_corpus, pad_collate, padding_stats, tokenize_dataset)
+from encoder_book.data import (
+    DataError,
+    DataNotFound,
+    LabelledData,
+    TokenizedData,
+    atomic_write,
+    dataloader,
+    iter_batches,
+    load_corpus,
+    load_label_names,
+    load_labelled,
+    locate,
+    make_batches,
+    pack_corpus,
+    pad_collate,
+    padding_stats,
+    tokenize_dataset,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -307,6 +322,7 @@ def test_integer_labels_that_are_not_ids_are_mapped(tmp_path):
 
 def test_long_fields_encodings_and_atomic_permissions(tmp_path):
     import os
+
     from encoder_book.data import ArgumentError, atomic_write
     big = "x" * 200_000
     f = write(tmp_path / "big.tsv", f"sentence\tlabel\n{big}\t1\nok\t0\n")
@@ -326,7 +342,13 @@ def test_long_fields_encodings_and_atomic_permissions(tmp_path):
 
 
 def test_prepare_out_and_publish(tmp_path):
-    from encoder_book.data import INCOMPLETE, ArgumentError, atomic_write, prepare_out, publish
+    from encoder_book.data import (
+        INCOMPLETE,
+        ArgumentError,
+        atomic_write,
+        prepare_out,
+        publish,
+    )
     out = tmp_path / "o"
     run = prepare_out(out, "finetune")
     assert (out / INCOMPLETE).exists()

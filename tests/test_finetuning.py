@@ -8,8 +8,17 @@ from torch import nn
 from encoder_book.bert import BertConfig, BertForSequenceClassification
 from encoder_book.core import set_seed, tiny_sentiment
 from encoder_book.data import LabelledData, tokenize_dataset
-from encoder_book.finetuning import (LoRALinear, add_lora, attention_maps, count_parameters, error_groups, finetune,
-                                     freeze_encoder, layerwise_lr_decay, merge_lora)
+from encoder_book.finetuning import (
+    LoRALinear,
+    add_lora,
+    attention_maps,
+    count_parameters,
+    error_groups,
+    finetune,
+    freeze_encoder,
+    layerwise_lr_decay,
+    merge_lora,
+)
 from encoder_book.tokenizer import WordPieceTokenizer
 from encoder_book.train import TrainConfig, make_optimizer, param_groups
 

@@ -6,14 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequence,
-                                pad_packed_sequence)
+from torch.nn.utils.rnn import (
+    PackedSequence,
+    pack_padded_sequence,
+    pack_sequence,
+    pad_packed_sequence,
+)
 
 from encoder_book.data import LabelledData, load_labelled
-from encoder_book.lstm import (POOLINGS, LSTM, LSTMCell, LSTMClassifier, LSTMClassifierConfig, load_lstm_classifier,
-                               lstm_update, train_lstm_classifier)
+from encoder_book.lstm import (
+    LSTM,
+    POOLINGS,
+    LSTMCell,
+    LSTMClassifier,
+    LSTMClassifierConfig,
+    load_lstm_classifier,
+    lstm_update,
+    train_lstm_classifier,
+)
 from encoder_book.train import TrainConfig
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,10 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from encoder_book.bert import BertConfig, BertForMaskedLM
-from encoder_book.pretraining import (MLMMasker, SparseBertForMaskedLM, evaluate_mlm, fill_mask, mark_documents,
-                                      mlm_accuracy, pretrain)
+from encoder_book.pretraining import (
+    MLMMasker,
+    SparseBertForMaskedLM,
+    evaluate_mlm,
+    fill_mask,
+    mark_documents,
+    mlm_accuracy,
+    pretrain,
+)
 from encoder_book.train import TrainConfig
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,8 +189,8 @@ def test_resume_is_bit_identical(tmp_path, tok):
 
 
 def test_evaluate_mlm_is_repeatable(tok):
-    from encoder_book.data import pack_corpus
     from encoder_book.core import tiny_corpus
+    from encoder_book.data import pack_corpus
     data = pack_corpus(tok, tiny_corpus(30, seed=4), 32, cache=False)
     model = BertForMaskedLM(tiny_config(tok.vocab_size))
     m = MLMMasker(tok)

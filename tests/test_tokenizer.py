@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from encoder_book.core import data_dir, load_sst2, load_wikitext2
-from encoder_book.tokenizer import (SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize, normalize, train_wordpiece)
+from encoder_book.tokenizer import (
+    SPECIAL_TOKENS,
+    WordPieceTokenizer,
+    basic_tokenize,
+    normalize,
+    train_wordpiece,
+)
 
 HARD = ["", " ", "\t\n\r", "Crème Brûlée", "ΟΔΟΣ", "İstanbul", "ﬁne", "你好，世界！", "日本語", "한국어", "😀👍🏽👩‍👩‍👧",
         "\x00a\x01b\x7fc\u200bd\ufeffe\ufffd", "a" * 100, "a" * 101, "e\u0301", "[MASK] x [mask] [UNK]y [SEP]",

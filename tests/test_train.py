@@ -6,7 +6,6 @@ import pickle
 import runpy
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,12 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import encoder_book.train as train
 from encoder_book.data import TokenizedData
-from encoder_book.train import (PRESETS, History, ModelOutput, TrainConfig, evaluate, fit, latest_checkpoint,
-                                linear_schedule, list_checkpoints, load_checkpoint, make_optimizer, param_groups,
-                                plot_metrics, predict, read_metrics, save_checkpoint, save_model)
-
+from encoder_book.train import (
+    PRESETS,
+    ModelOutput,
+    TrainConfig,
+    evaluate,
+    fit,
+    latest_checkpoint,
+    linear_schedule,
+    list_checkpoints,
+    load_checkpoint,
+    make_optimizer,
+    param_groups,
+    plot_metrics,
+    predict,
+    read_metrics,
+    save_checkpoint,
+    save_model,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
