@@ -352,14 +352,47 @@ def load_model(args) -> tuple:
     model.to(get_device(args.device))
     if args.calibrate:
         if not hasattr(model, "calibrate"):
-            raise ArgumentError("--calibrate is for a prompt (--prompt, or prompt.json)")
+            raise ArgumentError("--calibrate is for a prompt (--prompt or prompt.json)")
         model.calibrate()
     return model, tok, id2label
+
+
+def _is_tagger(directory) -> bool:
+    f = Path(directory) / "config.json"
+    if not f.is_file():
+        return False
+    arch = json.loads(f.read_text(encoding="utf-8")).get("architectures") or []
+    return bool(set(arch) & {"BertForTokenClassification", "LSTMTagger"})
+
+
+def _predict_tags(args) -> dict:
+    "predict with a tagger: a `word<TAB>tag` line per word, a blank line per sentence."
+    from encoder_book.tagging import load_tagger, predict_tags, spans
+
+    model, tok = load_tagger(args.model)
+    model.to(get_device(args.device))
+    texts = _read_texts(args.input, args.text_column, args.encoding)
+    words = [t.split() for t in texts]
+    tags = predict_tags(model, tok, words, batch_size=args.batch_size)
+    fmt = args.format or "tsv"
+    if fmt == "tsv":
+        lines = ["\n".join(f"{w}\t{t}" for w, t in zip(ws, ts)) + "\n"
+                 for ws, ts in zip(words, tags)]
+        return {"_text": "\n".join(lines), "examples": len(texts)}
+    rows = []
+    for ws, ts in zip(words, tags):
+        ents = [{"type": k, "start": a, "end": b, "text": " ".join(ws[a:b])}
+                for k, a, b in sorted(spans(ts), key=lambda s: s[1])]
+        rows.append(json.dumps({"words": ws, "tags": ts, "entities": ents},
+                               ensure_ascii=False))
+    return {"_text": "\n".join(rows) + "\n", "examples": len(texts)}
 
 
 def cmd_predict(args) -> dict:
     """Labels and probabilities for each text of FILE (or stdin), as TSV or JSONL on
     stdout."""
+    if args.prompt is None and _is_tagger(args.model):
+        return _predict_tags(args)
     model, tok, id2label = load_model(args)
     texts = _read_texts(args.input, args.text_column, args.encoding)
     probs = classify(
@@ -425,9 +458,37 @@ def format_report(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _evaluate_tagger(args) -> dict:
+    "evaluate with a tagger on a CoNLL file: entity precision, recall, F1 per type."
+    from encoder_book.tagging import entity_scores, iob1_to_iob2, load_tagger
+    from encoder_book.tagging import predict_tags, read_conll
+
+    model, tok = load_tagger(args.model)
+    model.to(get_device(args.device))
+    data = read_conll(args.data)
+    gold = [iob1_to_iob2(s.tags) for s in data]
+    report = entity_scores(gold, predict_tags(model, tok, data))
+    report["data"] = str(args.data)
+    rows = [
+        f"entity F1 {100 * report['f1']:.2f}%  precision "
+        f"{100 * report['precision']:.2f}%  recall {100 * report['recall']:.2f}%  "
+        f"({report['gold']} entities)"
+    ]
+    for t, s in report["per_type"].items():
+        rows.append(f"  {t:6} F1 {100 * s['f1']:5.1f}  P {100 * s['precision']:5.1f}  "
+                    f"R {100 * s['recall']:5.1f}  ({s['support']})")
+    print("\n".join(rows), file=sys.stderr)
+    save = Path(args.save) if args.save else Path(args.model) / "evaluation.json"
+    atomic_write(save, json.dumps(report, indent=2) + "\n")
+    return {"f1": report["f1"], "precision": report["precision"],
+            "recall": report["recall"], "entities": report["gold"], "saved": str(save)}
+
+
 def cmd_evaluate(args) -> dict:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a
     model on --data."""
+    if args.prompt is None and _is_tagger(args.model):
+        return _evaluate_tagger(args)
     model, tok, id2label = load_model(args)
     names = [id2label[i] for i in range(len(id2label))]
     prompt = hasattr(model, "verbalizer")  # integer labels: the verbalizer's order
@@ -511,11 +572,50 @@ def _check_folders(args, out: Path) -> None:
             )
 
 
+def _finetune_tagger(args, out: Path) -> dict:
+    "finetune --task tag: a tagger on CoNLL column files (chapter 9's train_tagger)."
+    from encoder_book.tagging import read_conll, train_tagger
+
+    if args.model == "bow":
+        raise ArgumentError("--task tag trains a transformer or an lstm, not bow")
+    for flag in ("prompt", "valid", "resume", "positions", "patience", "warmup_ratio"):
+        if getattr(args, flag, None) not in (None, False):
+            raise ArgumentError(f"--{flag.replace('_', '-')} is not for --task tag")
+    train, dev = read_conll(args.train), read_conll(args.dev)
+    test = read_conll(args.test) if args.test is not None else None
+    prepare_out(out, "finetune", overwrite=args.overwrite)
+    metrics = train_tagger(
+        args.model,
+        train,
+        dev,
+        test=test,
+        init=args.init,
+        tokenizer=args.tokenizer,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        vocab_size=args.vocab_size,
+        out_dir=out,
+        seed=args.seed,
+        device=args.device,
+        progress=args.progress,
+    )
+    (out / "INCOMPLETE").unlink(missing_ok=True)
+    keep = ("model", "dev_f1", "test_f1", "dev_token_accuracy", "train_seconds")
+    keep += ("params",)
+    return {**{k: metrics[k] for k in keep}, "task": "tag", "out": str(out)}
+
+
 def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
     """Train a classifier on --train, measure it on --dev, save it in --out with
     metrics.json."""
     out = Path(args.out)
     _check_folders(args, out)
+    if args.task == "tag":
+        return _finetune_tagger(args, out)
+    if args.test is not None:
+        raise ArgumentError("--test is for --task tag (a classifier reports --dev)")
     train, dev, valid = load_task(args)
     prepare_out(out, "finetune", overwrite=args.overwrite, resume=args.resume)
     try:
@@ -829,6 +929,16 @@ def build_parser() -> argparse.ArgumentParser:
             "a transformer from scratch: rotary (default), or absolute, which "
             "transformers' BERT (and its pipeline) can load"
         ),
+    )
+    f.add_argument(
+        "--task",
+        choices=["classify", "tag"],
+        default="classify",
+        help="classify (one label per text, the default) or tag (one per word: CoNLL "
+        "column files, chapter 9)",
+    )
+    f.add_argument(
+        "--test", metavar="FILE", help="--task tag: also score this file (e.g. testb)"
     )
     f.add_argument(
         "--prompt",

@@ -415,7 +415,7 @@ class PromptClassifier(nn.Module):
             self.word_label,
             self.num_labels,
         )  # (batch, labels)
-        if self.log_prior is not None:  # calibrated: softmax(logits) = p / prior, normed
+        if self.log_prior is not None:  # calibrated: p / prior, renormalised
             logits = logits.log_softmax(-1) - self.log_prior
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return SequenceClassifierOutput(logits, loss)
@@ -441,7 +441,10 @@ class PromptClassifier(nn.Module):
         d = Path(directory)
         self.mlm.save_pretrained(d)
         self.tokenizer.save_pretrained(d)
-        prompt = {"template": self.template.pattern, "verbalizer": self.verbalizer.words}
+        prompt = {
+            "template": self.template.pattern,
+            "verbalizer": self.verbalizer.words,
+        }
         atomic_write(d / "prompt.json", json.dumps(prompt, indent=2) + "\n")
         return d
 

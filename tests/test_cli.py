@@ -432,3 +432,43 @@ def test_python_dash_m_encoder_book():
     r = subprocess.run([sys.executable, "-m", "encoder_book", "finetune"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--train" in r.stderr
+
+
+def _conll(path: Path, n: int, seed: int) -> Path:
+    "A small CoNLL-2003-style file (IOB1 tags) of made-up sentences."
+    import random
+    rng = random.Random(seed)
+    people, places = ["Smith", "Jones", "Brown", "Ekeus"], ["Paris", "London", "Bonn", "Oslo"]
+    lines = ["-DOCSTART- -X- O O", ""]
+    for _ in range(n):
+        p, q = rng.choice(people), rng.choice(places)
+        words = [("Mr", "O"), (p, "I-PER"), ("flew", "O"), ("to", "O"), (q, "I-LOC"), (".", "O")]
+        lines += [f"{w} NNP I-NP {t}" for w, t in words] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_finetune_tag_evaluate_predict(tmp_path, capsys):
+    train, dev = _conll(tmp_path / "train.txt", 60, 0), _conll(tmp_path / "dev.txt", 20, 1)
+    m = run_ok(capsys, ["finetune", "--task", "tag", "--train", train, "--dev", dev, "--test", dev,
+                        "--model", "lstm", "--epochs", 3, "--out", tmp_path / "tagger"])
+    assert m["task"] == "tag" and 0 <= m["dev_f1"] <= 1 and m["test_f1"] == m["dev_f1"]
+    assert not (tmp_path / "tagger" / "INCOMPLETE").exists()
+    e = run_ok(capsys, ["evaluate", "--model", tmp_path / "tagger", "--data", dev])
+    assert abs(e["f1"] - m["dev_f1"]) < 1e-9 and e["entities"] == 40
+    src = tmp_path / "texts.txt"
+    src.write_text("Mr Smith flew to Oslo .\nMr Brown flew to Paris .\n")
+    assert main(["predict", "--model", tmp_path / "tagger", src, "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 2 and rows[0]["words"][1] == "Smith" and len(rows[0]["tags"]) == 6
+    err = run_err(capsys, ["finetune", "--task", "tag", "--train", train, "--dev", dev,
+                           "--model", "bow", "--out", tmp_path / "x"])
+    assert "bow" in err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Mr NNP I-NP O\nSmith NNP I-PER\n")
+    err = run_err(capsys, ["finetune", "--task", "tag", "--train", bad, "--dev", dev,
+                           "--model", "lstm", "--out", tmp_path / "y"])
+    assert "bad.txt" in err and "2" in err
+    err = run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--test", dev,
+                           "--model", "bow", "--out", tmp_path / "z"])
+    assert "--test is for --task tag" in err
