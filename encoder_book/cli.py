@@ -602,8 +602,8 @@ def _finetune_tagger(args, out: Path) -> dict:
         progress=args.progress,
     )
     (out / "INCOMPLETE").unlink(missing_ok=True)
-    keep = ("model", "dev_f1", "test_f1", "dev_token_accuracy", "train_seconds")
-    keep += ("params",)
+    keep = ["model", "dev_f1", "test_f1", "dev_token_accuracy", "train_seconds"]
+    keep.append("params")
     return {**{k: metrics[k] for k in keep}, "task": "tag", "out": str(out)}
 
 
