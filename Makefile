@@ -33,10 +33,12 @@ sync-check: export
 	@test -z "$$(git status --porcelain)" || { git status --porcelain; echo "untracked files after nbdev_export: commit or ignore them"; exit 1; }
 	@echo "sync check: encoder_book/ equals what the notebooks export"
 
+# One thread per test process: JOBS processes already fill the cores, and more threads than cores make
+# torch's threads spin-wait for each other (quick mode: about twice as slow).
 # MARK selects tests by marker: `make test-lib MARK="not slow"` skips the subprocess and torchrun tests.
 MARK ?=
 test-lib: setup
-	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS) $(if $(MARK),-m "$(MARK)")
+	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS) $(if $(MARK),-m "$(MARK)")
 
 # The library's tests without the slow ones: the quick loop while editing a chapter.
 test-fast: setup
@@ -74,7 +76,7 @@ test-interop: $(VENV_TF)/.installed
 	ENCODER_BOOK_QUICK=1 $(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider $(wildcard $(INTEROP_TESTS))
 
 test-nbs: setup
-	ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
+	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
 
 book: export
 	$(BIN)/python tools/perf_tables.py

@@ -338,8 +338,8 @@ def test_signal_handler_stops_at_a_step(tmp_path):
     "A real SIGINT to a running finetune: exit 130, a checkpoint, a message; --resume finishes."
     import signal
     import time
-    train, dev = pair(tmp_path, n=400)
-    env = {**os.environ, "ENCODER_BOOK_QUICK": "1"}
+    train, dev = pair(tmp_path, n=120)
+    env = {**os.environ, "ENCODER_BOOK_QUICK": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "encoder_book.cli", "finetune", "--train", str(train), "--dev",
            str(dev), "--model", "transformer", "--epochs", 40, "--patience", 1000, "--out",
            str(tmp_path / "o")]
