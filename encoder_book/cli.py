@@ -708,6 +708,23 @@ def _fraction(text: str) -> float:
 _INT, _FLOAT = _positive(int), _positive(float)
 
 
+def _prompt_flags(p: argparse.ArgumentParser) -> None:
+    "predict's and evaluate's flags for zero-shot use of a masked LM (chapter 8)."
+    p.add_argument(
+        "--prompt",
+        metavar="TEMPLATE",
+        help="zero-shot: read the masked LM in --model through this template",
+    )
+    p.add_argument(
+        "--verbalizer", metavar="LABEL=WORD,...", help="the word(s) of each label"
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="divide by the prompt's label distribution on content-free inputs",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     "The `encoder-book` command and its subcommands."
     common = argparse.ArgumentParser(add_help=False)
@@ -972,19 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["tsv", "jsonl"], help="default: jsonl for .jsonl, else tsv"
     )
     r.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
-    r.add_argument(
-        "--prompt",
-        metavar="TEMPLATE",
-        help="zero-shot: read the masked LM in --model through this template",
-    )
-    r.add_argument(
-        "--verbalizer", metavar="LABEL=WORD,...", help="the word(s) of each label"
-    )
-    r.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="divide by the prompt's label distribution on content-free inputs",
-    )
+    _prompt_flags(r)
     r.add_argument("--text-column", help="default: sentence, text, review, ...")
     r.add_argument("--encoding", help="default: UTF-8")
     r.set_defaults(run=cmd_predict)
@@ -1006,19 +1011,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--plot", metavar="FILE", help="the confusion matrix as a PNG")
     e.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
-    e.add_argument(
-        "--prompt",
-        metavar="TEMPLATE",
-        help="zero-shot: read the masked LM in --model through this template",
-    )
-    e.add_argument(
-        "--verbalizer", metavar="LABEL=WORD,...", help="the word(s) of each label"
-    )
-    e.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="divide by the prompt's label distribution on content-free inputs",
-    )
+    _prompt_flags(e)
     e.add_argument("--text-column")
     e.add_argument("--label-column")
     e.add_argument("--encoding", help="default: UTF-8")
