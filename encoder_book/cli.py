@@ -572,6 +572,13 @@ def _check_folders(args, out: Path) -> None:
             )
 
 
+def _training_flags(args, out: Path) -> dict:
+    "The flags that train_classifier and train_tagger both take, as their keywords."
+    names = ("init", "tokenizer", "epochs", "lr", "batch_size", "max_length")
+    names += ("vocab_size", "seed", "device", "progress")
+    return {**{k: getattr(args, k) for k in names}, "out_dir": out}
+
+
 def _finetune_tagger(args, out: Path) -> dict:
     "finetune --task tag: a tagger on CoNLL column files (chapter 9's train_tagger)."
     from encoder_book.tagging import read_conll, train_tagger
@@ -584,26 +591,11 @@ def _finetune_tagger(args, out: Path) -> dict:
     train, dev = read_conll(args.train), read_conll(args.dev)
     test = read_conll(args.test) if args.test is not None else None
     prepare_out(out, "finetune", overwrite=args.overwrite)
-    metrics = train_tagger(
-        args.model,
-        train,
-        dev,
-        test=test,
-        init=args.init,
-        tokenizer=args.tokenizer,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        vocab_size=args.vocab_size,
-        out_dir=out,
-        seed=args.seed,
-        device=args.device,
-        progress=args.progress,
-    )
+    flags = _training_flags(args, out)
+    metrics = train_tagger(args.model, train, dev, test=test, **flags)
     (out / "INCOMPLETE").unlink(missing_ok=True)
-    keep = ["model", "dev_f1", "test_f1", "dev_token_accuracy", "train_seconds"]
-    keep.append("params")
+    keep = ("model", "dev_f1", "test_f1", "dev_token_accuracy", "train_seconds",
+            "params")
     return {**{k: metrics[k] for k in keep}, "task": "tag", "out": str(out)}
 
 
@@ -624,23 +616,13 @@ def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
             train,
             dev,
             valid=valid,
-            init=args.init,
-            tokenizer=args.tokenizer,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
             warmup_ratio=args.warmup_ratio,
             patience=args.patience,
-            vocab_size=args.vocab_size,
             positions=args.positions,
             prompt=args.prompt,
             verbalizer=args.verbalizer,
-            out_dir=out,
-            seed=args.seed,
             resume=args.resume,
-            device=args.device,
-            progress=args.progress,
+            **_training_flags(args, out),
             on_config=stop.register if stop is not None else None,
         )
     except Exception:
