@@ -31,7 +31,13 @@ def parse() -> argparse.Namespace:
             "ENCODER_BOOK_DATA", str(ROOT.parent / "shared" / "data")
         ),
     )
-    p.add_argument("--objective", default="electra", choices=["mlm", "electra"])
+    p.add_argument("--objective", default="mlm", choices=["mlm", "electra"])
+    p.add_argument(
+        "--positions",
+        default="rotary",
+        choices=["rotary", "absolute"],
+        help="rotary (saved for transformers as RoFormer) or learned absolute (BERT)",
+    )
     p.add_argument(
         "--minutes",
         type=float,
@@ -97,9 +103,8 @@ def main() -> int:
         os.environ.setdefault("ENCODER_BOOK_DATA", a.data)
         train_tsv = Path(a.data) / "sst2" / "train.tsv"
         dev_tsv = Path(a.data) / "sst2" / "dev.tsv"
-        # learned absolute positions (HF's BERT loads them), started as a sinusoid
         corpus, vocab = "wikitext-2", 8000
-        config = small_config(1, position_embedding_type="absolute")
+        config = small_config(1, position_embedding_type=a.positions)
     for f in (train_tsv, dev_tsv):
         if not f.is_file():
             sys.exit(f"pretrain_study: {f}: no such file (see --data)")
@@ -114,7 +119,7 @@ def main() -> int:
         schedule=a.schedule,
         batch_size=a.batch_size,
         short_block_size=a.short_block_size or None,
-        position_init="sinusoidal",
+        position_init="sinusoidal" if a.positions == "absolute" else None,
         unk_as_special_token=True,
         progress=False,
     )
