@@ -36,7 +36,7 @@ def parse() -> argparse.Namespace:
         "--positions",
         default="rotary",
         choices=["rotary", "absolute"],
-        help="rotary (saved for transformers as RoFormer) or learned absolute (BERT)",
+        help="rotary (transformers refuses the folder) or learned absolute (HF BERT)",
     )
     p.add_argument(
         "--minutes",
