@@ -29,7 +29,8 @@ __all__ = ['POSITION_EMBEDDING_TYPES', 'PROBLEM_TYPES', 'WORDS', 'BertConfig', '
            'sequence_classification_loss', 'BertForSequenceClassification', 'BertForTokenClassification',
            'BertForQuestionAnswering', 'BertForMultipleChoice', 'BertForNextSentencePrediction', 'BertForPreTraining',
            'to_hf_key', 'from_hf_key', 'load_hf_weights', 'model_from_hf', 'model_to_hf', 'save_model', 'drop_guard',
-           'load_weights', 'load_model', 'parameter_counts', 'flops_per_token', 'mean_pooling']
+           'load_weights', 'load_model', 'roformer_permutation', 'roformer_config', 'save_roformer', 'parameter_counts',
+           'flops_per_token', 'mean_pooling']
 
 # %% ../chapters/04b_bert.ipynb #04bber-006
 POSITION_EMBEDDING_TYPES = ("absolute", "sinusoidal", "rotary")
@@ -1528,6 +1529,88 @@ def load_model(
     config = config.replace(**config_overrides)
     weights = drop_guard(load_weights(directory))
     return cls(config).load_hf_state_dict(weights, ignore_mismatched_sizes).eval()
+
+# %% ../chapters/04b_bert.ipynb #roform-code
+def roformer_permutation(head_dim: int) -> Tensor:
+    "Our coordinate for each of RoFormer's: its 2i is our i, its 2i+1 our i + d/2."
+    j = torch.arange(head_dim)
+    return j // 2 + (j % 2) * (head_dim // 2)
+
+
+def roformer_config(config: BertConfig, architecture: str) -> dict:
+    "The config.json of the same model as transformers' RoFormer."
+    c = config
+    if c.position_embedding_type != "rotary" or c.pre_layer_norm:
+        raise ValueError(
+            "RoFormer is post-LN with rotary positions; this config has "
+            f"pre_layer_norm={c.pre_layer_norm}, position_embedding_type="
+            f"{c.position_embedding_type!r}"
+        )
+    if c.rope_theta != 10000.0:
+        raise ValueError(f"RoFormer's rotary base is 10000, not {c.rope_theta}")
+    keys = (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "initializer_range",
+        "layer_norm_eps",
+        "pad_token_id",
+        "tie_word_embeddings",
+    )
+    d = {k: getattr(c, k) for k in keys}
+    d.update(
+        architectures=[architecture],
+        model_type="roformer",
+        embedding_size=c.hidden_size,
+        rotary_value=False,
+        tokenizer_class="BertTokenizerFast",
+    )
+    return d
+
+
+def save_roformer(model: BertPreTrainedModel, directory) -> Path:
+    "A rotary BertModel or BertForMaskedLM as transformers' RoFormer files."
+    from safetensors.torch import save_file
+
+    kinds = {"BertModel": "RoFormerModel", "BertForMaskedLM": "RoFormerForMaskedLM"}
+    if model.hf_class not in kinds:
+        raise ValueError(
+            f"save_roformer writes BertModel or BertForMaskedLM, not {model.hf_class} "
+            "(RoFormer's classification heads differ from BERT's)"
+        )
+    c = model.config
+    hf = roformer_config(c, kinds[model.hf_class])
+    perm = roformer_permutation(c.head_dim)
+    rows = (perm + c.head_dim * torch.arange(c.num_attention_heads)[:, None]).view(-1)
+    sd = {}
+    for k, v in model.state_dict().items():
+        k = to_hf_key(k)
+        if k.endswith("position_embeddings.weight") or "pooler." in k:
+            continue  # rotary: no table; RoFormer has no pooler
+        if re.search(r"attention\.self\.(query|key)\.(weight|bias)$", k):
+            v = v[rows]  # the permutation, per head
+        sd[re.sub(r"^bert\.", "roformer.", k)] = v.detach().cpu().contiguous()
+    # RoFormer keeps its sin/cos table as a (frozen) weight: the same angles as ours
+    pos = torch.arange(c.max_position_embeddings, dtype=torch.float64)[:, None]
+    half = torch.arange(0, c.head_dim, 2, dtype=torch.float64) / c.head_dim
+    freq = 10000.0**-half
+    angle = pos * freq
+    table = torch.cat([angle.sin(), angle.cos()], dim=1).float()
+    prefix = "roformer." if model.hf_class != "BertModel" else ""
+    sd[prefix + "encoder.embed_positions.weight"] = table
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    text = json.dumps(hf, indent=2, sort_keys=True) + "\n"
+    (directory / "config.json").write_text(text)
+    return directory
 
 # %% ../chapters/04b_bert.ipynb #04bber-043
 def parameter_counts(config: BertConfig) -> dict[str, int]:

@@ -819,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--positions",
         choices=["rotary", "absolute"],
         default="rotary",
-        help="rotary (default), or absolute, started as a sinusoid: a folder "
+        help="rotary (default; transformers loads OUT/roformer as "
+        "RoFormerForMaskedLM), or absolute, started as a sinusoid: a folder "
         "transformers' BERT loads",
     )
     q.add_argument("--vocab-size", type=_INT, help="CPU and GPU: 8000")

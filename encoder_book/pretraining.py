@@ -29,7 +29,13 @@ from encoder_book.data import (
     pack_corpus,
 )
 
-from .bert import BertConfig, BertForMaskedLM, BertModel, MaskedLMOutput
+from encoder_book.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertModel,
+    MaskedLMOutput,
+    save_roformer,
+)
 from .core import set_seed
 from .positional import sinusoidal_table
 from .tokenizer import WordPieceTokenizer
@@ -718,6 +724,9 @@ def pretrain(
         else:
             model.config = config
             model.save_pretrained(out)
+            if config.position_embedding_type == "rotary" and not config.pre_layer_norm:
+                # HF's BERT refuses this folder; its RoFormer loads the copy
+                save_roformer(model, out / "roformer")
     # 6. final evaluation on the whole validation split
     if valid:
         valid_data = blocks(valid, block_size)

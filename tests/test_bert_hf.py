@@ -452,3 +452,70 @@ def test_qa_loss_ignores_positions_outside_like_hf():
         + F.cross_entropy(out.end_logits[:1], torch.tensor([2]))
     ) / 2
     assert torch.allclose(out.loss, want)
+
+
+ROPE = CFG.replace(position_embedding_type="rotary")
+
+
+def _sharpened(model):
+    "Queries and keys scaled up, so that attention (and so positions) matter."
+    with torch.no_grad():
+        for layer in getattr(model, "bert", model).encoder.layer:
+            layer.attention.query.weight.mul_(10)
+            layer.attention.key.weight.mul_(10)
+            layer.attention.query.bias.normal_()
+            layer.attention.key.bias.normal_()
+    return model
+
+
+@pytest.mark.parametrize(
+    "cls, hf_name, tie",
+    [
+        (BertModel, "RoFormerModel", True),
+        (BertForMaskedLM, "RoFormerForMaskedLM", True),
+        (BertForMaskedLM, "RoFormerForMaskedLM", False),
+    ],
+)
+def test_rotary_models_load_in_transformers_as_roformer(tmp_path, cls, hf_name, tie):
+    from encoder_book.bert import save_roformer
+
+    torch.manual_seed(0)
+    ours = _sharpened(cls(ROPE.replace(tie_word_embeddings=tie))).eval()
+    save_roformer(ours, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [
+        hf_name
+    ]
+    hf = getattr(transformers, hf_name).from_pretrained(tmp_path).eval()
+    ids = torch.randint(1, 99, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    x = dict(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    with torch.no_grad():
+        a, b = ours(**x)[0], hf(**x)[0]
+    keep = mask.bool()
+    torch.testing.assert_close(b[keep], a[keep], atol=1e-5, rtol=0)
+    # the permutation is what makes them equal: without it the outputs differ
+    from encoder_book.bert import roformer_permutation
+
+    perm = roformer_permutation(ROPE.head_dim)
+    assert sorted(perm.tolist()) == list(range(ROPE.head_dim))
+    assert perm[:4].tolist() == [0, ROPE.head_dim // 2, 1, ROPE.head_dim // 2 + 1]
+
+
+@pytest.mark.parametrize(
+    "config, cls, match",
+    [
+        (CFG, BertModel, "rotary"),
+        (ROPE.replace(pre_layer_norm=True), BertModel, "post-LN"),
+        (ROPE.replace(rope_theta=500.0), BertModel, "10000"),
+        (ROPE, BertForSequenceClassification, "RoFormer's classification"),
+    ],
+)
+def test_save_roformer_refuses_what_roformer_cannot_hold(tmp_path, config, cls, match):
+    from encoder_book.bert import save_roformer
+
+    with pytest.raises(ValueError, match=match):
+        save_roformer(cls(config), tmp_path / "r")
+    assert not (tmp_path / "r").exists()

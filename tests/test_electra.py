@@ -438,3 +438,22 @@ def test_throughput_script_runs(tmp_path):
     got = {(row["objective"], row["precision"]) for row in result["rows"]}
     assert got == {(o, p) for o in ("mlm", "electra") for p in ("fp32", "bf16")}
     assert all(row["tokens_per_second"] > 0 for row in result["rows"])
+
+
+def test_rotary_mlm_pretrain_saves_a_roformer_copy(tmp_path, tok, vocab_dir):
+    "HF's BERT refuses a rotary folder; OUT/roformer loads as RoFormerForMaskedLM."
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "r"
+    cfg = tiny_config(position_embedding_type="rotary")
+    m = run(out, str(vocab_dir), config=cfg, max_steps=3)
+    assert m["finished"]
+    ours = BertForMaskedLM.from_pretrained(out).eval()
+    hf = transformers.RoFormerForMaskedLM.from_pretrained(out / "roformer").eval()
+    enc = {"input_ids": torch.tensor([tok.encode("the film is good, not bad")])}
+    with torch.no_grad():
+        torch.testing.assert_close(
+            hf(**enc).logits, ours(**enc).logits, atol=1e-5, rtol=0
+        )
+    # learned absolute positions: transformers' BERT loads OUT itself, no copy
+    m = run(tmp_path / "a", str(vocab_dir), max_steps=3)
+    assert m["finished"] and not (tmp_path / "a" / "roformer").exists()
