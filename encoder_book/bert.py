@@ -1444,7 +1444,7 @@ def save_model(model: BertPreTrainedModel, directory) -> Path:
         to_hf_key(k): v.detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
-    if not model.config.hf_compatible:  # transformers must refuse, not load another model
+    if not model.config.hf_compatible:  # transformers must refuse it, not load it
         word = next(k for k in sd if k.endswith(WORDS))
         pos = word.replace("word_embeddings", "position_embeddings")
         if pos in sd:  # pre-LN with learned positions: the table under our own name

@@ -187,8 +187,21 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         and not args.resume
     ):
         raise ArgumentError("--tokenizer and --out are the same folder")
+    if args.task_fraction is not None and args.task_corpus is None:
+        raise ArgumentError("--task-fraction needs --task-corpus")
+    if args.task_fraction is not None and not 0 < args.task_fraction < 1:
+        raise ArgumentError(
+            f"--task-fraction must be in (0, 1), got {args.task_fraction}"
+        )
+    if args.task_corpus is not None and not Path(args.task_corpus).exists():
+        raise DataNotFound(f"--task-corpus {args.task_corpus}: no such file")
     prepare_out(out, "pretrain", overwrite=args.overwrite, resume=args.resume)
     corpus = args.corpus[0] if len(args.corpus) == 1 else list(args.corpus)
+    stages = None  # one stage, max_steps long
+    if args.task_corpus is not None:
+        task = round(pick(args.task_fraction, 0.2) * max_steps)
+        stages = [(corpus, max_steps - task), (args.task_corpus, task)]
+    short = pick(args.short_block_size, 64 if block_size > 64 else 0)
     real_fit = pt.fit
 
     def fit(*a, **kw):  # the config pretrain builds, for Ctrl-C
@@ -213,7 +226,11 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
             train_config=train_config,
             vocab_size=vocab_size,
             block_size=block_size,
-            max_steps=max_steps,
+            max_steps=None if stages else max_steps,
+            stages=stages,
+            short_block_size=short or None,
+            dropout=pick(args.dropout, 0.0),
+            unk_as_special_token=True,  # WikiText's <unk>: one token, never a target
             seed=args.seed,
             resume=args.resume,
             progress=args.progress,
@@ -833,6 +850,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--batch-size", type=_INT, help="CPU: 32; GPU: 64")
     q.add_argument("--lr", type=_FLOAT, help="peak learning rate; CPU and GPU: 1e-3")
+    q.add_argument(
+        "--task-corpus",
+        metavar="FILE",
+        help="a second stage on another corpus, such as the task's training file (its "
+        "text column, labels unused): task-adaptive pretraining",
+    )
+    q.add_argument(
+        "--task-fraction", type=_FLOAT, help="share of the steps on --task-corpus: 0.2"
+    )
+    q.add_argument(
+        "--dropout",
+        type=_FLOAT,
+        help="while pretraining: 0 (the saved config keeps 0.1 for fine-tuning)",
+    )
+    q.add_argument(
+        "--short-block-size",
+        type=_INT,
+        help="the first 90%% of the first stage's steps on blocks this long (0: off); "
+        "default 64 when --block-size is longer",
+    )
     q.set_defaults(run=cmd_pretrain)
 
     f = add(

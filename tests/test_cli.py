@@ -472,3 +472,35 @@ def test_finetune_tag_evaluate_predict(tmp_path, capsys):
     err = run_err(capsys, ["finetune", "--train", train, "--dev", dev, "--test", dev,
                            "--model", "bow", "--out", tmp_path / "z"])
     assert "--test is for --task tag" in err
+
+
+def test_pretrain_task_corpus_stage_and_roformer_copy(tmp_path, capsys):
+    "--task-corpus: a second stage on a labelled file's texts; a rotary run saves roformer/."
+    task = tmp_path / "task.tsv"
+    task.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(tiny_corpus(30))))
+    m = run_ok(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "p", "--max-steps", 10,
+                        "--task-corpus", task, "--task-fraction", 0.3, "--block-size", 32,
+                        "--short-block-size", 16, "-q"])
+    assert m["finished"] and m["steps"] == 10
+    assert [(s["corpus"], s["steps"], s["block_size"]) for s in m["stages"]] == [
+        ("tiny", 6, 16), ("tiny", 1, 32), (str(task), 3, 32)]
+    assert m["dropout"] == 0.0                                    # pretraining: no dropout
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert cfg["hidden_dropout_prob"] == 0.1                      # fine-tuning keeps BERT's
+    rof = json.loads((tmp_path / "p" / "roformer" / "config.json").read_text())
+    assert rof["architectures"] == ["RoFormerForMaskedLM"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--task-fraction", "0.2"], "--task-corpus"),
+    (["--task-corpus", "TASK", "--task-fraction", "1.5"], "--task-fraction"),
+    (["--task-corpus", "MISSING"], "no such file"),
+])
+def test_pretrain_task_corpus_bad_input(tmp_path, capsys, extra, match):
+    task = tmp_path / "t.txt"
+    task.write_text("some text\n")
+    extra = [str(task) if a == "TASK" else str(tmp_path / "m.txt") if a == "MISSING" else a
+             for a in extra]
+    err = run_err(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "p", *extra])
+    assert match in err
+    assert not (tmp_path / "p").exists()                           # nothing written
