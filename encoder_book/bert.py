@@ -17,9 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .data import atomic_write
 from .embeddings import BertEmbeddings
 from .encoder import ACTIVATIONS, Encoder, get_activation
-from .positional import RotaryEmbedding, SinusoidalPositionalEncoding
+from encoder_book.positional import (
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
 
 # %% auto #0
 __all__ = ['POSITION_EMBEDDING_TYPES', 'PROBLEM_TYPES', 'WORDS', 'BertConfig', 'ModelOutput', 'BertModelOutput', 'MaskedLMOutput',
@@ -207,6 +212,15 @@ class BertConfig:
         "Whether HF's BERT can hold this model: post-LN, learned absolute positions."
         return self.position_embedding_type == "absolute" and not self.pre_layer_norm
 
+    @property
+    def roformer_compatible(self) -> bool:
+        "Whether HF's RoFormer can hold this model: post-LN, rotary positions, base 1e4."
+        return (
+            self.position_embedding_type == "rotary"
+            and not self.pre_layer_norm
+            and self.rope_theta == 10000.0
+        )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -246,7 +260,7 @@ class BertConfig:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_json_dict(architecture), indent=2, sort_keys=True)
-        (directory / "config.json").write_text(text)
+        atomic_write(directory / "config.json", text)
         return directory
 
     @classmethod
@@ -1436,10 +1450,11 @@ def model_to_hf(model: BertPreTrainedModel, attn_implementation: str = "sdpa"):
 
 # %% ../chapters/04b_bert.ipynb #04bber-036
 def save_model(model: BertPreTrainedModel, directory) -> Path:
-    "Write directory/config.json and directory/model.safetensors, with HF's names."
-    from safetensors.torch import save_file
+    """Write directory/model.safetensors, with HF's names, then directory/config.json:
+    each file whole or absent, and a config only beside finished weights."""
+    from safetensors.torch import save
 
-    directory = model.config.save_pretrained(directory, model.hf_class)
+    directory = Path(directory)
     sd = {
         to_hf_key(k): v.detach().cpu().contiguous()
         for k, v in model.state_dict().items()
@@ -1450,8 +1465,8 @@ def save_model(model: BertPreTrainedModel, directory) -> Path:
         if pos in sd:  # pre-LN with learned positions: the table under our own name
             sd[pos[: -len("weight")] + "table"] = sd.pop(pos)
         sd[pos] = torch.zeros(0, model.config.hidden_size)  # a size mismatch in HF
-    save_file(sd, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    return directory
+    atomic_write(directory / "model.safetensors", save(sd, metadata={"format": "pt"}))
+    return model.config.save_pretrained(directory, model.hf_class)
 
 
 WORDS = "embeddings.word_embeddings.weight"
@@ -1540,14 +1555,12 @@ def roformer_permutation(head_dim: int) -> Tensor:
 def roformer_config(config: BertConfig, architecture: str) -> dict:
     "The config.json of the same model as transformers' RoFormer."
     c = config
-    if c.position_embedding_type != "rotary" or c.pre_layer_norm:
+    if not c.roformer_compatible:
         raise ValueError(
-            "RoFormer is post-LN with rotary positions; this config has "
+            "RoFormer is post-LN with rotary positions of base 10000; this config has "
             f"pre_layer_norm={c.pre_layer_norm}, position_embedding_type="
-            f"{c.position_embedding_type!r}"
+            f"{c.position_embedding_type!r}, rope_theta={c.rope_theta}"
         )
-    if c.rope_theta != 10000.0:
-        raise ValueError(f"RoFormer's rotary base is 10000, not {c.rope_theta}")
     keys = (
         "vocab_size",
         "hidden_size",
@@ -1577,7 +1590,7 @@ def roformer_config(config: BertConfig, architecture: str) -> dict:
 
 def save_roformer(model: BertPreTrainedModel, directory) -> Path:
     "A rotary BertModel or BertForMaskedLM as transformers' RoFormer files."
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     kinds = {"BertModel": "RoFormerModel", "BertForMaskedLM": "RoFormerForMaskedLM"}
     if model.hf_class not in kinds:
@@ -1598,18 +1611,15 @@ def save_roformer(model: BertPreTrainedModel, directory) -> Path:
             v = v[rows]  # the permutation, per head
         sd[re.sub(r"^bert\.", "roformer.", k)] = v.detach().cpu().contiguous()
     # RoFormer keeps its sin/cos table as a (frozen) weight: the same angles as ours
-    pos = torch.arange(c.max_position_embeddings, dtype=torch.float64)[:, None]
-    half = torch.arange(0, c.head_dim, 2, dtype=torch.float64) / c.head_dim
-    freq = 10000.0**-half
-    angle = pos * freq
-    table = torch.cat([angle.sin(), angle.cos()], dim=1).float()
+    # (chapter 2's table, its interleaved sin, cos, sin, ... columns as all sines first)
+    n, d = c.max_position_embeddings, c.head_dim
+    table = sinusoidal_table(n, d, dtype=torch.float64).view(n, d // 2, 2)
+    table = table.transpose(1, 2).reshape(n, d).float()  # (positions, d): sin | cos
     prefix = "roformer." if model.hf_class != "BertModel" else ""
     sd[prefix + "encoder.embed_positions.weight"] = table
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    text = json.dumps(hf, indent=2, sort_keys=True) + "\n"
-    (directory / "config.json").write_text(text)
+    directory = Path(directory)  # weights first: a config only beside whole weights
+    atomic_write(directory / "model.safetensors", save(sd, metadata={"format": "pt"}))
+    atomic_write(directory / "config.json", json.dumps(hf, indent=2, sort_keys=True))
     return directory
 
 # %% ../chapters/04b_bert.ipynb #04bber-043

@@ -724,7 +724,7 @@ def pretrain(
         else:
             model.config = config
             model.save_pretrained(out)
-            if config.position_embedding_type == "rotary" and not config.pre_layer_norm:
+            if config.roformer_compatible:
                 # HF's BERT refuses this folder; its RoFormer loads the copy
                 save_roformer(model, out / "roformer")
     # 6. final evaluation on the whole validation split

@@ -507,9 +507,9 @@ def test_rotary_models_load_in_transformers_as_roformer(tmp_path, cls, hf_name, 
 @pytest.mark.parametrize(
     "config, cls, match",
     [
-        (CFG, BertModel, "rotary"),
-        (ROPE.replace(pre_layer_norm=True), BertModel, "post-LN"),
-        (ROPE.replace(rope_theta=500.0), BertModel, "10000"),
+        (CFG, BertModel, "position_embedding_type=.absolute."),
+        (ROPE.replace(pre_layer_norm=True), BertModel, "pre_layer_norm=True"),
+        (ROPE.replace(rope_theta=500.0), BertModel, "rope_theta=500.0"),
         (ROPE, BertForSequenceClassification, "RoFormer's classification"),
     ],
 )
