@@ -3,6 +3,7 @@
 # %% ../chapters/00b_data.ipynb #00bdat-003
 from __future__ import annotations
 import csv, hashlib, io, json, os, re, tempfile, zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -23,10 +24,10 @@ from encoder_book.core import (
 
 # %% auto #0
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
-           'LABEL_COLUMNS', 'LABELLED', 'DataError', 'DataNotFound', 'ArgumentError', 'atomic_write', 'read_text',
-           'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names', 'load_labelled',
-           'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches',
-           'dataloader', 'pack_corpus']
+           'LABEL_COLUMNS', 'LABELLED', 'DataError', 'DataNotFound', 'ArgumentError', 'atomic_path', 'atomic_write',
+           'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
+           'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats',
+           'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -53,21 +54,30 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path, data: bytes | str) -> Path:
-    """Write a file so that it is either complete or absent: a temporary file in the
-    same folder, renamed into place."""
+@contextmanager
+def atomic_path(path):
+    """A temporary name in `path`'s folder for a writer that wants a file name (such
+    as safetensors' `save_model`): renamed to `path` if the block ends normally,
+    removed if it raises. Either way no half-written `path` is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write a file so that it is either complete or absent: a temporary file in the
+    same folder, renamed into place."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def read_text(path, encoding: str | None = None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -445,14 +444,12 @@ class LSTMClassifier(nn.Module):
 
     def save_pretrained(self, directory) -> Path:
         "Write model.safetensors (the state dict) and config.json into `directory`."
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = d / ".model.safetensors.part"
-        save_file(state, str(tmp))
-        os.replace(tmp, d / "model.safetensors")
+        atomic_write(d / "model.safetensors", save(state))
         cfg = {
             "architectures": [type(self).__name__],
             **dataclasses.asdict(self.config),

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from encoder_book.data import (
     DataError,
     TokenizedData,
+    atomic_path,
     atomic_write,
     load_corpus,
     load_labelled,
@@ -669,8 +670,8 @@ def pretrain(
             break  # stopped on purpose: resume goes on
         done += steps
         if not single and info.main:
-            save_model(model, str(where / ".stage.safetensors.part"))
-            os.replace(where / ".stage.safetensors.part", weights)
+            with atomic_path(weights) as tmp:
+                save_model(model, str(tmp))
             atomic_write(
                 finished_file,
                 json.dumps(

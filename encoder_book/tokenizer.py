@@ -6,7 +6,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -14,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm as _tqdm
+
+from .data import atomic_write
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'SCORES', 'TRUNCATION', 'PADDING', 'normalize', 'pre_tokenize', 'basic_tokenize', 'train_wordpiece',
@@ -1237,12 +1238,6 @@ _CLEANUP_TEXT = tuple(
 )  # HF's clean_up_tokenization
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _added_entry(i: int, t: str, special: bool) -> dict:
     return {
         "id": i,
@@ -1317,7 +1312,7 @@ def save_tokenizer(tok: WordPieceTokenizer, directory) -> Path:
     bad = [t for t in tok.ids_to_tokens if not t or t != t.strip() or "\n" in t]
     if bad:
         raise ValueError(f"token {bad[0]!r} cannot be written to vocab.txt")
-    _atomic_text(d / "vocab.txt", "\n".join(tok.ids_to_tokens) + "\n")
+    atomic_write(d / "vocab.txt", "\n".join(tok.ids_to_tokens) + "\n")
     ids = tok.get_vocab()
     config = {
         "tokenizer_class": "BertTokenizer",
@@ -1338,16 +1333,16 @@ def save_tokenizer(tok: WordPieceTokenizer, directory) -> Path:
     }
     for e in config["added_tokens_decoder"].values():
         del e["id"]
-    _atomic_text(
+    atomic_write(
         d / "tokenizer_config.json",
         json.dumps(config, indent=2, ensure_ascii=False) + "\n",
     )
-    _atomic_text(
+    atomic_write(
         d / "special_tokens_map.json",
         json.dumps(tok.special_tokens_map, indent=2, ensure_ascii=False) + "\n",
     )
     if tok.added_tokens:
-        _atomic_text(
+        atomic_write(
             d / "added_tokens.json",
             json.dumps(
                 {t: i for i, t in enumerate(tok.added_tokens, tok.vocab_size)},
@@ -1360,7 +1355,7 @@ def save_tokenizer(tok: WordPieceTokenizer, directory) -> Path:
             missing_ok=True
         )  # HF's fast tokenizer cannot express them
     else:
-        _atomic_text(
+        atomic_write(
             d / "tokenizer.json",
             json.dumps(tokenizer_json(tok), ensure_ascii=False) + "\n",
         )

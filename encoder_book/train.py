@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm as _tqdm
 
 from .core import get_device, set_seed
-from .data import TokenizedData, atomic_write, make_batches
+from .data import TokenizedData, atomic_path, atomic_write, make_batches
 
 # %% auto #0
 __all__ = ['CPU_BF16_AUTO', 'PRESETS', 'ModelOutput', 'cuda_capability', 'cpu_has_native_bf16', 'resolve_precision',
@@ -546,9 +546,8 @@ def save_model(model: nn.Module, directory) -> Path:
     if hasattr(raw, "save_pretrained"):
         raw.save_pretrained(d)
         return d
-    tmp = d / ".model.safetensors.part"
-    save_weights(raw, str(tmp))
-    os.replace(tmp, d / "model.safetensors")
+    with atomic_path(d / "model.safetensors") as tmp:
+        save_weights(raw, str(tmp))  # shared (tied) tensors stored once
     cfg = getattr(raw, "config", None)
     cfg = (
         dataclasses.asdict(cfg)

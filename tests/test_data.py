@@ -17,6 +17,7 @@ from encoder_book.data import (
     DataNotFound,
     LabelledData,
     TokenizedData,
+    atomic_path,
     atomic_write,
     dataloader,
     iter_batches,
@@ -237,6 +238,26 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         atomic_write(tmp_path / "out" / "x.txt", "new \udcff")
     assert (tmp_path / "out" / "x.txt").read_text() == "old" and files_under(tmp_path / "out") == ["x.txt"]
 
+
+
+def test_atomic_path_for_writers_that_want_a_file_name(tmp_path):
+    from safetensors.torch import load_file, save_model
+    target = tmp_path / "w" / "model.safetensors"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("disk full")
+    assert files_under(tmp_path / "w") == []                      # nothing, not half a file
+    lin = torch.nn.Linear(3, 2)
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target and not target.exists()
+        save_model(lin, str(tmp))
+    assert files_under(tmp_path / "w") == ["model.safetensors"]
+    assert torch.equal(load_file(target)["weight"], lin.weight.detach())
+    with pytest.raises(RuntimeError):                              # a failed rewrite keeps the old file
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"x"); raise RuntimeError
+    assert torch.equal(load_file(target)["weight"], lin.weight.detach())
 
 # ---------------------------------------------------------------- tokenization and batches
 
