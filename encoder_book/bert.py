@@ -214,7 +214,7 @@ class BertConfig:
 
     @property
     def roformer_compatible(self) -> bool:
-        "Whether HF's RoFormer can hold this model: post-LN, rotary positions, base 1e4."
+        "Whether HF's RoFormer can hold this model: post-LN, rotary, base 10000."
         return (
             self.position_embedding_type == "rotary"
             and not self.pre_layer_norm

@@ -250,6 +250,7 @@ _NEGATIVE = [
     "overlong",
 ]
 _ADVERBS = ["", "really ", "quite ", "truly ", "rather ", "utterly "]
+_ASIDES = ["I think", "overall", "frankly", "sadly", "honestly"]
 
 
 def tiny_sentiment(n: int = 2000, seed: int = 0) -> tuple[list[str], list[int]]:
@@ -268,7 +269,7 @@ def tiny_sentiment(n: int = 2000, seed: int = 0) -> tuple[list[str], list[int]]:
         )
         if rng.random() < 0.3:
             text += (
-                f" {rng.choice(['I think', 'overall', 'frankly', 'sadly', 'honestly'])},"
+                f" {rng.choice(_ASIDES)},"
                 f" {rng.choice(_SUBJECTS)} is"
                 f" {rng.choice(_POSITIVE if good else _NEGATIVE)}."
             )

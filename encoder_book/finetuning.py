@@ -754,13 +754,16 @@ def train_classifier(
         from encoder_book.prompting import encode_prompts
 
         lengths = lengths + len(encode_prompts(tok, [""], prompt, 1, 10**6)[0]) - 2
-    chosen = choose_defaults(kind, len(train), lengths, device, init is not None, **given)
+    chosen = choose_defaults(
+        kind, len(train), lengths, device, init is not None, **given
+    )
     chosen["batch_size"] = min(chosen["batch_size"], len(train))
     # 3. model and training
     set_seed(seed)  # the random start (all weights, or a new head)
     if prompt is not None:
         model = _prompt_model(init, tok, prompt, verbalizer, chosen["max_length"])
-        encode = lambda data: model.encode(data.texts, data.labels, chosen["max_length"])
+        max_length = chosen["max_length"]
+        encode = lambda data: model.encode(data.texts, data.labels, max_length)
     else:
         model = _build_model(
             kind, tok, num_labels, id2label, init, chosen["max_length"], positions

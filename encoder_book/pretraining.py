@@ -861,7 +861,7 @@ class ElectraPretrainer(nn.Module):
         return d
 
     def save_generator(self, directory, config: BertConfig | None = None) -> Path:
-        "The generator as a BertForMaskedLM folder (its embeddings are the shared ones)."
+        "The generator as a BertForMaskedLM folder (with the shared embeddings)."
         layers = self.generator.config.num_hidden_layers
         c = generator_config(config or self.config, layers)
         gen = BertForMaskedLM(c)
