@@ -134,3 +134,11 @@ def test_markdown_pages_fit_and_speak_to_the_reader(page):
     "Counts that are zero on the markdown pages stay zero (tools/page_check.py)."
     c = _tool("page_check").markdown_counts(ROOT / "chapters" / f"{page}.md")
     assert c["code>88"] == 0 and c["phrases"] == 0, c
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_counts_that_are_zero_stay_zero(nb):
+    "No chapter shows a code line over 88 columns, stderr, progress frames or dev phrases."
+    c = _tool("page_check").notebook_counts(nb)
+    kept = {k: c[k] for k in ("code>88", "stderr", "progress", "phrases")}
+    assert kept == dict.fromkeys(kept, 0), kept
