@@ -38,7 +38,7 @@ sync-check: export
 # MARK selects tests by marker: `make test-lib MARK="not slow"` skips the subprocess and torchrun tests.
 MARK ?=
 test-lib: setup
-	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS) $(if $(MARK),-m "$(MARK)")
+	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests -q -n $(JOBS) --durations=8 $(if $(MARK),-m "$(MARK)")
 
 # The library's tests without the slow ones: the quick loop while editing a chapter.
 test-fast: setup
@@ -76,7 +76,7 @@ test-interop: $(VENV_TF)/.installed
 	ENCODER_BOOK_QUICK=1 $(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider $(wildcard $(INTEROP_TESTS))
 
 test-nbs: setup
-	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope chapters
+	OMP_NUM_THREADS=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadscope --durations=8 chapters
 
 book: export
 	$(BIN)/python tools/perf_tables.py
@@ -95,8 +95,19 @@ test-browser: book
 test-colab: setup
 	ENCODER_BOOK_COLAB_TEST=1 ENCODER_BOOK_QUICK=1 $(BIN)/python -m pytest tests/test_colab.py -q
 
-test: sync-check lint test-lib test-interop test-nbs book test-site test-browser test-colab page-check
-	@echo "make test: all checks passed"
+# Each step in turn, timed: the table at the end says where the minutes go (the budget is 10 on 2 cores).
+TEST_STEPS := setup sync-check lint test-lib test-interop test-nbs book test-site test-browser test-colab \
+	page-check
+test:
+	@times=$$(mktemp); trap 'rm -f $$times' EXIT; \
+	for step in $(TEST_STEPS); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$step || { echo "make test: $$step failed"; exit 1; }; \
+	  printf '%-14s %5d s\n' $$step $$(( $$(date +%s) - start )) >> $$times; \
+	done; \
+	echo "make test: seconds per step"; cat $$times; \
+	awk '{ s += $$2 } END { printf "%-14s %5d s\n", "total", s }' $$times; \
+	echo "make test: all checks passed"
 
 clean:
 	rm -rf _build .pytest_cache
