@@ -64,6 +64,12 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--steps", type=int, help="pretraining steps (skips calibration)")
     p.add_argument("--tiny", action="store_true", help="seconds-long plumbing check")
+    p.add_argument(
+        "--cli-defaults",
+        action="store_true",
+        help="pretrain with `encoder-book pretrain` and its defaults (WikiText-2 and "
+        "--task-corpus SST-2 train) instead of the recipe options above",
+    )
     return p.parse_args()
 
 
@@ -138,7 +144,7 @@ def main() -> int:
 
     # 1. calibration: seconds per step of this recipe on this machine
     steps = a.steps or (6 if a.tiny else None)
-    if steps is None:
+    if steps is None and not a.cli_defaults:
         cal = out / "calibration"
         shutil.rmtree(cal, ignore_errors=True)
         n = 30
@@ -164,14 +170,26 @@ def main() -> int:
     # 2. pretraining
     pre = out / "pretrained"
     t0 = time.perf_counter()
-    metrics = pretrain(
-        corpus,
-        pre,
-        stages=stages(steps),
-        train_config=train_config,
-        resume=(pre / "vocab.txt").exists(),
-        **common,
-    )
+    if a.cli_defaults:  # the command a user runs, nothing but the corpora given
+        cmd = [sys.executable, "-m", "encoder_book.cli", "pretrain", "--corpus"]
+        cmd += [corpus, "--task-corpus", str(train_tsv), "--out", str(pre)]
+        cmd += ["--resume"] if (pre / "vocab.txt").exists() else ["--overwrite"]
+        log("running: " + " ".join(cmd))
+        with open(out / "pretrain.log", "a") as f:
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+        if r.returncode:
+            sys.exit(f"pretrain_study: pretrain failed (exit {r.returncode})")
+        metrics = json.loads((pre / "metrics.json").read_text())
+        steps = metrics.get("steps", steps)
+    else:
+        metrics = pretrain(
+            corpus,
+            pre,
+            stages=stages(steps),
+            train_config=train_config,
+            resume=(pre / "vocab.txt").exists(),
+            **common,
+        )
     wall = time.perf_counter() - t0
     log(
         f"pretrained: {steps} steps in {wall / 60:.1f} min wall; "

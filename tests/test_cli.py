@@ -504,3 +504,26 @@ def test_pretrain_task_corpus_bad_input(tmp_path, capsys, extra, match):
     err = run_err(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "p", *extra])
     assert match in err
     assert not (tmp_path / "p").exists()                           # nothing written
+
+
+def test_pretrain_precision_default_and_bf16_without_native(tmp_path, capsys, monkeypatch):
+    "--precision auto is what pretrain resolves for the device; bf16 without it is one line."
+    import encoder_book.pretraining as pt
+
+    m = run_ok(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "p", "-q"])
+    assert m["precision"] == pt.pretrain_precision("cpu", "auto")
+    monkeypatch.setattr(pt, "cpu_has_native_bf16", lambda: False)
+    err = run_err(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "q",
+                           "--precision", "bf16"])
+    assert "--precision bf16" in err and "no native bf16" in err
+    assert not (tmp_path / "q").exists()                           # nothing written
+
+
+def test_pretrain_default_steps_follow_precision(monkeypatch):
+    "The default step count: more steps where bf16 makes each one cheaper (real mode)."
+    from encoder_book import cli
+
+    monkeypatch.setattr(cli, "QUICK", False)
+    monkeypatch.setattr(cli, "quick", lambda real, q: real)
+    assert cli._pretrain_steps("cpu", "bf16") > cli._pretrain_steps("cpu", "fp32")
+    assert cli._pretrain_steps("cuda", "bf16") == cli._pretrain_steps("cuda", "fp16")
