@@ -58,16 +58,19 @@ diagrams:
 	$(BIN)/python tools/diagrams.py
 
 # The interop tests (tokenizer and BERT against HF) once more, on the other transformers major: the main venv has
-# the newest 5.x (the dev extra), this one the newest 4.x. Same torch wheel; the package itself without its deps.
+# the newest 5.x (the dev extra), this one the newest 4.x. This venv is layered on the main one (a .pth file puts
+# the main venv's site-packages after its own), so it reuses torch and the rest and holds only transformers 4.x and
+# the hub and tokenizers versions it needs, which shadow the main venv's; the package itself without its deps.
 TF_OTHER ?= transformers>=4.40,<5
 VENV_TF ?= .venv-tf4
 INTEROP_TESTS ?= tests/test_tokenizer.py tests/test_tokenizer_hf.py tests/test_bert.py tests/test_bert_hf.py
 
-$(VENV_TF)/.installed: pyproject.toml
+$(VENV_TF)/.installed: $(VENV)/.installed pyproject.toml
+	rm -rf $(VENV_TF)
 	$(PYTHON) -m venv $(VENV_TF)
-	$(VENV_TF)/bin/python -m pip install -q --upgrade pip
-	$(VENV_TF)/bin/python -m pip install -q "$(TORCH)"
-	$(VENV_TF)/bin/python -m pip install -q "$(TF_OTHER)" numpy tqdm matplotlib safetensors pytest
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	  > $$($(VENV_TF)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_main_venv.pth
+	$(VENV_TF)/bin/python -m pip install -q "$(TF_OTHER)"
 	$(VENV_TF)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
