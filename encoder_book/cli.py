@@ -139,11 +139,11 @@ TASK_FRACTION = 0.4  # share of the steps on --task-corpus (the second, in-domai
 
 
 def _pretrain_steps(device: str, precision: str) -> int:
-    # On a 2-core CPU with native bf16, 3,500 steps of 32 blocks (64 tokens for most of
-    # WikiText's stage, then 128) took 19.1 min: 9,000 fit the hour with room to spare.
-    # fp32 is 1.5-1.7x slower (chapter 00c), so a CPU without bf16 gets 6,000.
+    # On a 2-core CPU with native bf16, these defaults ran 9,000 steps of 32 blocks (64
+    # tokens for most of WikiText's stage, 128 after) in 75 min, 0.5 s a step: 7,000 fit
+    # the hour. fp32 is 1.5-1.7x slower (chapter 00c): a CPU without bf16 gets 4,500.
     if device.startswith("cpu"):
-        return quick(9000 if precision == "bf16" else 6000, 5)
+        return quick(7000 if precision == "bf16" else 4500, 5)
     return quick(6000, 5)
 
 
@@ -836,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--max-steps",
         type=_INT,
-        help="CPU with bf16: 9000 (about 50 min on 2 cores); CPU in fp32: 6000; "
+        help="CPU with bf16: 7000 (under an hour on 2 cores); CPU in fp32: 4500; "
         "GPU: 6000",
     )
     q.add_argument(
