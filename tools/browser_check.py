@@ -344,26 +344,20 @@ async def run(site: Path, shots: Path | None, full_page: bool, page_timeout: flo
     failures, t_start = 0, time.monotonic()
     try:
         await browser.connect()
-
-        async def new_tab() -> str:
-            target = await browser.send("Target.createTarget", {"url": "about:blank"})
-            tab = (await browser.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))
-            for domain in ("Page", "Runtime", "Log", "Network"):
-                await browser.send(f"{domain}.enable", {}, tab["sessionId"])
-            await browser.send("Network.setCacheDisabled", {"cacheDisabled": True}, tab["sessionId"])
-            return tab["sessionId"]
-
-        session, phone_session = await new_tab(), await new_tab()   # desktop and phone, side by side
+        target = await browser.send("Target.createTarget", {"url": "about:blank"})
+        session = (await browser.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await browser.send(f"{domain}.enable", {}, session)
+        await browser.send("Network.setCacheDisabled", {"cacheDisabled": True}, session)
         pages = only or pages_of(site)
         repo = repository_url()
         results = {}
         for page in pages:
             t0 = time.monotonic()
             try:
-                (report, events), (phone, _) = await asyncio.gather(   # two tabs: both cores busy
-                    check_page(browser, session, origin, page, page_timeout, shots, full_page),
-                    check_page(browser, phone_session, origin, page, page_timeout, shots, full_page, phone=True))
+                report, events = await check_page(browser, session, origin, page, page_timeout, shots, full_page)
                 problems = problems_of(page, report, events, origin, site, repo)
+                phone, _ = await check_page(browser, session, origin, page, page_timeout, shots, full_page, phone=True)
                 problems += layout_problems(report, phone)
                 report["phone_scroll_x"] = phone.get("page_scroll_x", 0)
             except Exception as e:                               # a page that cannot even be checked fails
