@@ -65,6 +65,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="pretraining steps (skips calibration)")
     p.add_argument("--tiny", action="store_true", help="seconds-long plumbing check")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="fine-tunes run at once (each gets threads / jobs); default 1",
+    )
+    p.add_argument(
         "--cli-defaults",
         action="store_true",
         help="pretrain with `encoder-book pretrain` and its defaults (WikiText-2 and "
@@ -198,7 +204,8 @@ def main() -> int:
         )
     )
     # 3. fine-tuning, pretrained and from scratch, several seeds
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    threads = max(1, torch.get_num_threads() // max(1, a.jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     results = {
         "args": vars(a),
         "pretrain": metrics,
@@ -208,40 +215,42 @@ def main() -> int:
     kinds = [("pretrained", ["--init", str(pre)])]
     if not a.no_scratch:
         kinds.append(("scratch", []))
+    queue = []  # (name, seed, folder, command)
     for name, extra in kinds:
-        accs = []
         for seed in a.seeds:
             d = out / f"finetune-{name}-seed{seed}"
-            cmd = [
-                sys.executable,
-                "-m",
-                "encoder_book.cli",
-                "finetune",
-                "--train",
-                str(train_tsv),
-                "--dev",
-                str(dev_tsv),
-                "--model",
-                "transformer",
-                "--out",
-                str(d),
-                "--seed",
-                str(seed),
-                "--overwrite",
-                *extra,
-            ]
-            with open(out / f"finetune-{name}-seed{seed}.log", "w") as f:
-                r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-            if r.returncode:
-                log(f"{name} seed {seed}: failed (exit {r.returncode}), see its log")
-                continue
-            m = json.loads((d / "metrics.json").read_text())
-            accs.append(m["dev_accuracy"])
-            log(f"{name} seed {seed}: dev accuracy {m['dev_accuracy']:.4f}")
+            cmd = [sys.executable, "-m", "encoder_book.cli", "finetune"]
+            cmd += ["--train", str(train_tsv), "--dev", str(dev_tsv)]
+            cmd += ["--model", "transformer", "--out", str(d), "--seed", str(seed)]
+            queue.append((name, seed, d, cmd + ["--overwrite", *extra]))
+    accs: dict[str, list] = {name: [] for name, _ in kinds}
+    running: list = []  # (name, seed, folder, process, log file)
+
+    def reap(proc_row) -> None:
+        name, seed, d, proc, f = proc_row
+        f.close()
+        if proc.returncode:
+            log(f"{name} seed {seed}: failed (exit {proc.returncode}), see its log")
+            return
+        m = json.loads((d / "metrics.json").read_text())
+        accs[name].append(m["dev_accuracy"])
+        log(f"{name} seed {seed}: dev accuracy {m['dev_accuracy']:.4f}")
+
+    while queue or running:
+        while queue and len(running) < max(1, a.jobs):
+            name, seed, d, cmd = queue.pop(0)
+            f = open(out / f"finetune-{name}-seed{seed}.log", "w")
+            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            running.append((name, seed, d, p, f))
+        time.sleep(5)
+        for row in [r for r in running if r[3].poll() is not None]:
+            running.remove(row)
+            reap(row)
+    for name, _ in kinds:
         results["runs"][name] = {
-            "dev_accuracy": accs,
-            "mean": statistics.mean(accs) if accs else None,
-            "std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "dev_accuracy": accs[name],
+            "mean": statistics.mean(accs[name]) if accs[name] else None,
+            "std": statistics.stdev(accs[name]) if len(accs[name]) > 1 else None,
         }
     if (
         "scratch" in results["runs"]
