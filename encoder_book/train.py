@@ -617,7 +617,7 @@ def plot_metrics(source, title: str | None = None):
         {k for r in hist for k in r if k.startswith("eval_") and k != "eval_loss"}
     )
     fig, axes = plt.subplots(
-        1, 1 + bool(others), figsize=(11 if others else 6, 3.6), squeeze=False
+        1, 1 + bool(others), figsize=(8 if others else 6, 3.3), squeeze=False
     )
     ax = axes[0, 0]
     ax.plot(*hist.series("loss"), label="training loss", alpha=0.8)
