@@ -65,6 +65,15 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="pretraining steps (skips calibration)")
     p.add_argument("--tiny", action="store_true", help="seconds-long plumbing check")
     p.add_argument(
+        "--lstm",
+        action="store_true",
+        help="also fine-tune the LSTM (chapter 5), same seeds",
+    )
+    p.add_argument(
+        "--summary",
+        help="also write a compact JSON of the results here (no machine paths)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -81,6 +90,43 @@ def parse() -> argparse.Namespace:
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def write_summary(path: Path, results: dict, pre: Path, a) -> None:
+    "The results without machine paths: what a chapter cell reads back."
+    m = results["pretrain"]
+    stages = []
+    for i, st in enumerate(m.get("stages", []), 1):
+        rec = pre / "training" / f"stage-{i}" / "stage.json"
+        rec = json.loads(rec.read_text()) if rec.is_file() else {}
+        corpus = Path(str(st["corpus"])).name
+        stages.append(
+            {
+                "corpus": "SST-2 train" if corpus == "train.tsv" else corpus,
+                "steps": st["steps"],
+                "block_size": st["block_size"],
+                "seconds": rec.get("seconds"),
+                "tokens": rec.get("tokens"),
+            }
+        )
+    keep = ("objective", "steps", "params", "batch_size", "vocab_size", "precision")
+    summary = {
+        "command": "scripts/pretrain_study.py --cli-defaults"
+        + (" --lstm" if a.lstm else ""),
+        "seeds": a.seeds,
+        "pretrain": {
+            **{k: m.get(k) for k in keep},
+            "threads": m.get("threads"),
+            "wall_seconds": results["pretrain_wall_seconds"],
+            "train_seconds": m.get("train_seconds"),
+            "stages": stages,
+            **{k: v for k, v in m.items() if k.startswith("eval_")},
+        },
+        "sst2_dev": results["runs"],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    log(f"summary: {path}")
 
 
 def main() -> int:
@@ -176,7 +222,14 @@ def main() -> int:
     # 2. pretraining
     pre = out / "pretrained"
     t0 = time.perf_counter()
-    if a.cli_defaults:  # the command a user runs, nothing but the corpora given
+    previous = out / "results.json"
+    previous = json.loads(previous.read_text()) if previous.is_file() else {}
+    done_before = (pre / "metrics.json").is_file() and not (pre / "INCOMPLETE").exists()
+    if done_before and previous.get("pretrain_wall_seconds"):  # read back, not redone
+        metrics = json.loads((pre / "metrics.json").read_text())
+        steps = metrics.get("steps", steps)
+        log(f"pretrained folder finished before: {pre}")
+    elif a.cli_defaults:  # the command a user runs, nothing but the corpora given
         cmd = [sys.executable, "-m", "encoder_book.cli", "pretrain", "--corpus"]
         cmd += [corpus, "--task-corpus", str(train_tsv), "--out", str(pre)]
         cmd += ["--resume"] if (pre / "vocab.txt").exists() else ["--overwrite"]
@@ -197,6 +250,8 @@ def main() -> int:
             **common,
         )
     wall = time.perf_counter() - t0
+    if done_before and previous.get("pretrain_wall_seconds"):
+        wall = previous["pretrain_wall_seconds"]
     log(
         f"pretrained: {steps} steps in {wall / 60:.1f} min wall; "
         + json.dumps(
@@ -212,18 +267,27 @@ def main() -> int:
         "pretrain_wall_seconds": wall,
         "runs": {},
     }
-    kinds = [("pretrained", ["--init", str(pre)])]
+    kinds = [("pretrained", ["--model", "transformer", "--init", str(pre)])]
     if not a.no_scratch:
-        kinds.append(("scratch", []))
+        kinds.append(("scratch", ["--model", "transformer"]))
+    if a.lstm:
+        kinds.append(("lstm", ["--model", "lstm"]))
     queue = []  # (name, seed, folder, command)
+    accs: dict[str, list] = {name: [] for name, _ in kinds}
+    seconds: dict[str, list] = {name: [] for name, _ in kinds}
     for name, extra in kinds:
         for seed in a.seeds:
             d = out / f"finetune-{name}-seed{seed}"
+            if (d / "metrics.json").is_file() and not (d / "INCOMPLETE").exists():
+                m = json.loads((d / "metrics.json").read_text())  # finished: read back
+                accs[name].append(m["dev_accuracy"])
+                seconds[name].append(m.get("train_seconds"))
+                log(f"{name} seed {seed}: finished before, {m['dev_accuracy']:.4f}")
+                continue
             cmd = [sys.executable, "-m", "encoder_book.cli", "finetune"]
             cmd += ["--train", str(train_tsv), "--dev", str(dev_tsv)]
-            cmd += ["--model", "transformer", "--out", str(d), "--seed", str(seed)]
+            cmd += ["--out", str(d), "--seed", str(seed)]
             queue.append((name, seed, d, cmd + ["--overwrite", *extra]))
-    accs: dict[str, list] = {name: [] for name, _ in kinds}
     running: list = []  # (name, seed, folder, process, log file)
 
     def reap(proc_row) -> None:
@@ -234,6 +298,7 @@ def main() -> int:
             return
         m = json.loads((d / "metrics.json").read_text())
         accs[name].append(m["dev_accuracy"])
+        seconds[name].append(m.get("train_seconds"))
         log(f"{name} seed {seed}: dev accuracy {m['dev_accuracy']:.4f}")
 
     while queue or running:
@@ -251,6 +316,7 @@ def main() -> int:
             "dev_accuracy": accs[name],
             "mean": statistics.mean(accs[name]) if accs[name] else None,
             "std": statistics.stdev(accs[name]) if len(accs[name]) > 1 else None,
+            "train_seconds": seconds[name],
         }
     if (
         "scratch" in results["runs"]
@@ -261,6 +327,8 @@ def main() -> int:
             results["runs"]["pretrained"]["mean"] - results["runs"]["scratch"]["mean"]
         )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if a.summary:
+        write_summary(Path(a.summary), results, pre, a)
     log(f"results: {out / 'results.json'}")
     return 0
 
