@@ -99,6 +99,14 @@ def write_summary(path: Path, results: dict, pre: Path, a) -> None:
     for i, st in enumerate(m.get("stages", []), 1):
         rec = pre / "training" / f"stage-{i}" / "stage.json"
         rec = json.loads(rec.read_text()) if rec.is_file() else {}
+        log_file = pre / "training" / f"stage-{i}" / "metrics.jsonl"
+        evals = [
+            json.loads(line)
+            for line in (
+                log_file.read_text().splitlines() if log_file.is_file() else []
+            )
+            if '"eval_loss"' in line
+        ]
         corpus = Path(str(st["corpus"])).name
         stages.append(
             {
@@ -107,6 +115,8 @@ def write_summary(path: Path, results: dict, pre: Path, a) -> None:
                 "block_size": st["block_size"],
                 "seconds": rec.get("seconds"),
                 "tokens": rec.get("tokens"),
+                # WikiText-2 validation at the stage's end (the first corpus's)
+                "eval_loss": evals[-1]["eval_loss"] if evals else None,
             }
         )
     keep = ("objective", "steps", "params", "batch_size", "vocab_size", "precision")
