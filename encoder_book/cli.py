@@ -139,9 +139,10 @@ TASK_FRACTION = 0.4  # share of the steps on --task-corpus (the second, in-domai
 
 
 def _pretrain_steps(device: str, precision: str) -> int:
-    # On a 2-core CPU with native bf16, these defaults ran 9,000 steps of 32 blocks (64
-    # tokens for most of WikiText's stage, 128 after) in 75 min, 0.5 s a step: 7,000 fit
-    # the hour. fp32 is 1.5-1.7x slower (chapter 00c): a CPU without bf16 gets 4,500.
+    # On an idle 2-core CPU with native bf16, 7,000 steps of 32 blocks (64 tokens for
+    # most of WikiText's stage, 128 after) took 29 min (chapter 7); the same machine,
+    # busier, took 75 min for 9,000: 7,000 leaves that room in the hour. fp32 is 1.5-1.7x
+    # slower (chapter 00c): a CPU without bf16 gets 4,500.
     if device.startswith("cpu"):
         return quick(7000 if precision == "bf16" else 4500, 5)
     return quick(6000, 5)
