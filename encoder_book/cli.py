@@ -141,8 +141,8 @@ TASK_FRACTION = 0.4  # share of the steps on --task-corpus (the second, in-domai
 def _pretrain_steps(device: str, precision: str) -> int:
     # On an idle 2-core CPU with native bf16, 7,000 steps of 32 blocks (64 tokens for
     # most of WikiText's stage, 128 after) took 29 min (chapter 7); the same machine,
-    # busier, took 75 min for 9,000: 7,000 leaves that room in the hour. fp32 is 1.5-1.7x
-    # slower (chapter 00c): a CPU without bf16 gets 4,500.
+    # busier, took 75 min for 9,000: 7,000 leaves that room in the hour. fp32 is
+    # 1.5-1.7x slower (chapter 00c): a CPU without bf16 gets 4,500.
     if device.startswith("cpu"):
         return quick(7000 if precision == "bf16" else 4500, 5)
     return quick(6000, 5)
