@@ -121,7 +121,8 @@ def write_summary(path: Path, results: dict, pre: Path, a) -> None:
         )
     keep = ("objective", "steps", "params", "batch_size", "vocab_size", "precision")
     summary = {
-        "command": "scripts/pretrain_study.py --cli-defaults"
+        "command": "scripts/pretrain_study.py"
+        + (" --cli-defaults" if a.cli_defaults else "")
         + (" --lstm" if a.lstm else ""),
         "seeds": a.seeds,
         "pretrain": {
@@ -285,14 +286,18 @@ def main() -> int:
     queue = []  # (name, seed, folder, command)
     accs: dict[str, list] = {name: [] for name, _ in kinds}
     seconds: dict[str, list] = {name: [] for name, _ in kinds}
+
+    def record(name: str, seed: int, d: Path, how: str) -> None:
+        m = json.loads((d / "metrics.json").read_text())
+        accs[name].append(m["dev_accuracy"])
+        seconds[name].append(m.get("train_seconds"))
+        log(f"{name} seed {seed}: {how} {m['dev_accuracy']:.4f}")
+
     for name, extra in kinds:
         for seed in a.seeds:
             d = out / f"finetune-{name}-seed{seed}"
             if (d / "metrics.json").is_file() and not (d / "INCOMPLETE").exists():
-                m = json.loads((d / "metrics.json").read_text())  # finished: read back
-                accs[name].append(m["dev_accuracy"])
-                seconds[name].append(m.get("train_seconds"))
-                log(f"{name} seed {seed}: finished before, {m['dev_accuracy']:.4f}")
+                record(name, seed, d, "finished before")  # read back, not redone
                 continue
             cmd = [sys.executable, "-m", "encoder_book.cli", "finetune"]
             cmd += ["--train", str(train_tsv), "--dev", str(dev_tsv)]
@@ -306,10 +311,7 @@ def main() -> int:
         if proc.returncode:
             log(f"{name} seed {seed}: failed (exit {proc.returncode}), see its log")
             return
-        m = json.loads((d / "metrics.json").read_text())
-        accs[name].append(m["dev_accuracy"])
-        seconds[name].append(m.get("train_seconds"))
-        log(f"{name} seed {seed}: dev accuracy {m['dev_accuracy']:.4f}")
+        record(name, seed, d, "dev accuracy")
 
     while queue or running:
         while queue and len(running) < max(1, a.jobs):
