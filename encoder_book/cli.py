@@ -205,6 +205,14 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         raise ArgumentError(
             f"--task-fraction must be in (0, 1), got {args.task_fraction}"
         )
+    if args.task_block_size is not None and args.task_corpus is None:
+        raise ArgumentError("--task-block-size needs --task-corpus")
+    task_block = pick(args.task_block_size, block_size)
+    if not 8 <= task_block <= block_size:
+        raise ArgumentError(
+            f"--task-block-size must be in [8, --block-size {block_size}], "
+            f"got {task_block}"
+        )
     if args.task_corpus is not None and not Path(args.task_corpus).exists():
         raise DataNotFound(f"--task-corpus {args.task_corpus}: no such file")
     prepare_out(out, "pretrain", overwrite=args.overwrite, resume=args.resume)
@@ -212,7 +220,7 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
     stages = None  # one stage, max_steps long
     if args.task_corpus is not None:
         task = round(pick(args.task_fraction, TASK_FRACTION) * max_steps)
-        stages = [(corpus, max_steps - task), (args.task_corpus, task)]
+        stages = [(corpus, max_steps - task), (args.task_corpus, task, task_block)]
     short = pick(args.short_block_size, 64 if block_size > 64 else 0)
     real_fit = pt.fit
 
@@ -261,9 +269,16 @@ def load_task(args) -> tuple[LabelledData, LabelledData, LabelledData | None]:
     cols = {
         "text_column": args.text_column,
         "label_column": args.label_column,
+        "pair_column": getattr(args, "pair_column", None),
         "encoding": args.encoding,
     }
     train = load_labelled(args.train, **cols)
+    if getattr(args, "task", None) == "pair" and train.text_pairs is None:
+        raise DataError(
+            args.train,
+            "--task pair needs two text columns (such as sentence1 and sentence2, "
+            "or name the second with --pair-column); this file has one",
+        )
     dev = load_labelled(args.dev, **cols, label_names=train.label_names)
     valid = (
         load_labelled(args.valid, **cols, label_names=train.label_names)
@@ -306,6 +321,89 @@ def default_epochs(
     return float(min(epochs, budget / max(train_tokens, 1)))
 
 # %% ../chapters/07b_cli.ipynb #07bcli-018
+def _read_pairs(
+    source: str, text_column, pair_column, encoding
+) -> tuple[list[str], list[str]]:
+    """Sentence pairs to classify: stdin ('-') or a .txt file, `first<TAB>second` per
+    line; a .tsv/.csv/.jsonl file's two text columns (as load_labelled finds them)."""
+    from encoder_book.data import PAIR_COLUMNS
+
+    p = Path(source)
+    if source == "-" or p.suffix.lower() not in (".tsv", ".csv", ".jsonl", ".json"):
+        raw = sys.stdin.buffer.read() if source == "-" else None
+        text = raw.decode(encoding or "utf-8-sig") if raw is not None else None
+        text = read_text(p, encoding) if text is None else text
+        firsts, seconds = [], []
+        for ln, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise DataError(
+                    "<stdin>" if source == "-" else p,
+                    f"a sentence-pair model reads 'first<TAB>second' per line, found "
+                    f"{len(fields)} field{'s' if len(fields) != 1 else ''}",
+                    ln,
+                )
+            firsts.append(fields[0])
+            seconds.append(fields[1])
+        return firsts, seconds
+    text = read_text(p, encoding)
+    if p.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for ln, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(p, f"not valid JSON ({e.msg})", ln) from None
+            if not isinstance(obj, dict):
+                raise DataError(p, "each line must be a JSON object", ln)
+            rows.append((ln, obj))
+        header = list(rows[0][1]) if rows else []
+        get = lambda obj, c: obj.get(c)
+    else:
+        reader = csv.reader(
+            io.StringIO(text, newline=""),
+            delimiter="\t" if p.suffix.lower() == ".tsv" else ",",
+            quoting=csv.QUOTE_NONE if p.suffix.lower() == ".tsv" else csv.QUOTE_MINIMAL,
+        )
+        table = [r for r in reader if any(f.strip() for f in r)]
+        header = [h.strip() for h in table[0]] if table else []
+        rows = list(enumerate(table[1:], 2))
+        get = lambda r, c: r[header.index(c)] if len(r) == len(header) else None
+    a, b = text_column, pair_column
+    if a is None or b is None:
+        known = next(
+            ((x, y) for x, y in PAIR_COLUMNS if {x, y} <= set(header)
+             and a in (None, x) and b in (None, y)),
+            (None, None),
+        )
+        a, b = a or known[0], b or known[1]
+    if a not in header or b not in header:
+        raise DataError(
+            p,
+            f"a sentence-pair model needs two text columns (found {header}; name them "
+            "with --text-column and --pair-column)",
+            1,
+        )
+    firsts, seconds = [], []
+    for ln, row in rows:
+        x, y = get(row, a), get(row, b)
+        if not isinstance(x, str) or not isinstance(y, str):
+            raise DataError(p, f"no text in {a!r} and {b!r}", ln)
+        firsts.append(x)
+        seconds.append(y)
+    return firsts, seconds
+
+
+def _is_pair_model(directory) -> bool:
+    "True when the folder's metrics.json says it was trained on sentence pairs."
+    m = Path(directory) / "metrics.json"
+    return m.is_file() and bool(json.loads(m.read_text(encoding="utf-8")).get("pairs"))
+
+
 def _read_texts(
     source: str, text_column: str | None, encoding: str | None
 ) -> list[str]:
@@ -424,7 +522,13 @@ def cmd_predict(args) -> dict:
     if args.prompt is None and _is_tagger(args.model):
         return _predict_tags(args)
     model, tok, id2label = load_model(args)
-    texts = _read_texts(args.input, args.text_column, args.encoding)
+    pairs = None
+    if args.prompt is None and _is_pair_model(args.model):
+        texts, pairs = _read_pairs(
+            args.input, args.text_column, args.pair_column, args.encoding
+        )
+    else:
+        texts = _read_texts(args.input, args.text_column, args.encoding)
     probs = classify(
         model,
         tok,
@@ -432,6 +536,7 @@ def cmd_predict(args) -> dict:
         args.batch_size,
         _max_length(Path(args.model)),
         progress=args.progress,
+        text_pairs=pairs,
     )
     names = [id2label[i] for i in range(len(id2label))]
     fmt = args.format or (
@@ -440,18 +545,20 @@ def cmd_predict(args) -> dict:
     lines = []
     if fmt == "tsv":
         clean = lambda t: " ".join(t.split())
-        lines.append("\t".join(["label", "score", *[f"p_{n}" for n in names], "text"]))
-    for t, p in zip(texts, probs):
+        head = ["label", "score", *[f"p_{n}" for n in names], "text"]
+        lines.append("\t".join(head + (["text_pair"] if pairs is not None else [])))
+    for i, (t, p) in enumerate(zip(texts, probs)):
         k = int(p.argmax())
+        second = {} if pairs is None else {"text_pair": pairs[i]}
         if fmt == "tsv":
-            lines.append(
-                "\t".join([names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], clean(t)])
-            )
+            row = [names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], clean(t)]
+            lines.append("\t".join(row + [clean(s) for s in second.values()]))
         else:
             lines.append(
                 json.dumps(
                     {
                         "text": t,
+                        **second,
                         "label": names[k],
                         "score": round(float(p[k]), 6),
                         "probabilities": {
@@ -528,7 +635,16 @@ def cmd_evaluate(args) -> dict:
         label_column=args.label_column,
         label_names=None if prompt else names,
         encoding=args.encoding,
+        pair_column=args.pair_column,
     )
+    pair_model = not prompt and _is_pair_model(args.model)
+    if pair_model != (data.text_pairs is not None):
+        raise DataError(
+            args.data,
+            "the model reads sentence pairs but this file has one text column"
+            if pair_model
+            else "this file has two text columns but the model reads one text",
+        )
     if prompt and data.label_names:
         index = {n: i for i, n in enumerate(names)}
         unknown = sorted(set(data.label_names) - set(index))
@@ -537,7 +653,7 @@ def cmd_evaluate(args) -> dict:
                 args.data, f"label {unknown[0]!r} has no word in the verbalizer"
             )
         ids = [index[data.label_names[y]] for y in data.labels]
-        data = LabelledData(data.texts, ids, names)
+        data = LabelledData(data.texts, ids, names, data.text_pairs)
     if data.label_names is None and data.num_labels > len(names):
         raise DataError(
             args.data,
@@ -551,6 +667,7 @@ def cmd_evaluate(args) -> dict:
         args.batch_size,
         _max_length(Path(args.model)),
         progress=args.progress,
+        text_pairs=data.text_pairs,
     )
     report = classification_report(data.labels, probs.argmax(-1), names)
     report["data"] = str(args.data)
@@ -564,6 +681,9 @@ def cmd_evaluate(args) -> dict:
     return {
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
+        **(
+            {"f1": report["per_class"][names[1]]["f1"]} if len(names) == 2 else {}
+        ),  # binary: F1 of label 1, as GLUE reports MRPC
         "examples": report["examples"],
         "saved": str(save),
         "plot": str(args.plot) if args.plot else None,
@@ -882,6 +1002,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--task-fraction", type=_FLOAT, help="share of the steps on --task-corpus: 0.4"
     )
     q.add_argument(
+        "--task-block-size",
+        type=_INT,
+        help="block length on --task-corpus (short sentences pack into shorter, "
+        "cheaper blocks); default: --block-size",
+    )
+    q.add_argument(
         "--dropout",
         type=_FLOAT,
         help="while pretraining: 0 (the saved config keeps 0.1 for fine-tuning)",
@@ -991,10 +1117,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--task",
-        choices=["classify", "tag"],
+        choices=["classify", "pair", "tag"],
         default="classify",
-        help="classify (one label per text, the default) or tag (one per word: CoNLL "
-        "column files, chapter 9)",
+        help="classify (one label per text, the default; two text columns are read "
+        "as a pair), pair (one label per sentence pair: the files must have two text "
+        "columns) or tag (one per word: CoNLL column files, chapter 9)",
     )
     f.add_argument(
         "--test", metavar="FILE", help="--task tag: also score this file (e.g. testb)"
@@ -1013,6 +1140,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0, help="default: 0")
     f.add_argument("--text-column", help="default: sentence, text, review, ...")
     f.add_argument("--label-column", help="default: label, class, category, ...")
+    f.add_argument(
+        "--pair-column",
+        help="the second text of a sentence pair; default: sentence2, #2 String, ...",
+    )
     f.add_argument("--encoding", help="of the data files (default: UTF-8; e.g. cp1252)")
     f.set_defaults(run=cmd_finetune)
 
@@ -1033,6 +1164,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=_INT, default=64, help="CPU and GPU: 64")
     _prompt_flags(r)
     r.add_argument("--text-column", help="default: sentence, text, review, ...")
+    r.add_argument(
+        "--pair-column", help="a pair model's second text; default: sentence2, ..."
+    )
     r.add_argument("--encoding", help="default: UTF-8")
     r.set_defaults(run=cmd_predict)
 
@@ -1056,6 +1190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _prompt_flags(e)
     e.add_argument("--text-column")
     e.add_argument("--label-column")
+    e.add_argument("--pair-column", help="a pair model's second text")
     e.add_argument("--encoding", help="default: UTF-8")
     e.set_defaults(run=cmd_evaluate)
     return p

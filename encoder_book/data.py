@@ -24,10 +24,10 @@ from encoder_book.core import (
 
 # %% auto #0
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
-           'LABEL_COLUMNS', 'LABELLED', 'DataError', 'DataNotFound', 'ArgumentError', 'atomic_path', 'atomic_write',
-           'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
-           'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats',
-           'iter_batches', 'dataloader', 'pack_corpus']
+           'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
+           'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
+           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset',
+           'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -410,20 +410,46 @@ def load_corpus(
 # %% ../chapters/00b_data.ipynb #00bdat-019
 TEXT_COLUMNS = ("sentence", "text", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "target")
+LABEL_COLUMNS += ("Quality",)  # MRPC's name for its 0/1 label
+# two text columns: a sentence pair (GLUE's names, MRPC's, QQP's, SNLI's, BERT's)
+PAIR_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("#1 String", "#2 String"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("text_a", "text_b"),
+)
 
 
 @dataclass
 class LabelledData:
     """Texts with integer labels; `label_names[i]` names label i when the file had
-    string labels (else None)."""
+    string labels (else None); `text_pairs[i]`, when given, is text i's second
+    segment (a sentence pair)."""
 
     texts: list[str]
     labels: list[int]
     label_names: list[str] | None = None
+    text_pairs: list[str] | None = None
 
     def __post_init__(self):
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.text_pairs is not None and len(self.text_pairs) != len(self.texts):
+            raise ValueError(
+                f"{len(self.texts)} texts but {len(self.text_pairs)} second texts"
+            )
+
+    def subset(self, indices) -> LabelledData:
+        "The examples at `indices` (pairs and label names kept)."
+        pairs = self.text_pairs
+        return LabelledData(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+            self.label_names,
+            None if pairs is None else [pairs[i] for i in indices],
+        )
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -433,7 +459,8 @@ class LabelledData:
 
     def __repr__(self) -> str:
         return (
-            f"LabelledData({len(self)} texts, {self.num_labels}"
+            f"LabelledData({len(self)} {'pairs' if self.text_pairs else 'texts'}, "
+            f"{self.num_labels}"
             f" labels{f' {self.label_names}' if self.label_names else ''})"
         )
 
@@ -528,11 +555,28 @@ def _to_int_labels(
 
 
 def _pick_columns(
-    path, header: Sequence[str], text_column, label_column, line: int | None
+    path,
+    header: Sequence[str],
+    text_column,
+    label_column,
+    line: int | None,
+    pair_column=None,
 ):
-    """The text and label columns: the names given, else the usual names; with two
-    columns, one known names the other."""
+    """The text, label and second-text (None: single texts) columns: the names given,
+    else the usual names; with two columns, one known names the other."""
     header = list(header)
+    pair = pair_column
+    if pair is None and text_column is None:  # a known pair of text columns
+        a, pair = next(((a, b) for a, b in PAIR_COLUMNS if {a, b} <= set(header)),
+                       (None, None))
+        text_column = a
+    elif text_column is None:  # --pair-column B: its known partner, else the usual
+        text_column = next((a for a, b in PAIR_COLUMNS if b == pair and a in header),
+                           None)
+    if pair is not None and pair not in header:
+        raise DataError(
+            path, f"no second text column {pair!r} (found {header})", line
+        )
     text = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
     label = label_column or next(
         (c for c in LABEL_COLUMNS if c in header and c != text), None
@@ -566,10 +610,14 @@ def _pick_columns(
             " with label_column / --label-column)",
             line,
         )
-    return text, label
+    if pair in (text, label):
+        raise DataError(path, f"the second text column {pair!r} is used twice", line)
+    return text, label, pair
 
 
-def _read_delimited(path, text: str, delimiter: str, text_column, label_column):
+def _read_delimited(
+    path, text: str, delimiter: str, text_column, label_column, pair_column=None
+):
     csv.field_size_limit(
         max(csv.field_size_limit(), 1 << 30)
     )  # long texts: no 128 KB field limit
@@ -579,17 +627,19 @@ def _read_delimited(path, text: str, delimiter: str, text_column, label_column):
         delimiter=delimiter,
         quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
     )
-    header, texts, raw, lines = None, [], [], []
+    header, texts, pairs, raw, lines = None, [], [], [], []
     try:
         for row in reader:
             if not any(f.strip() for f in row):
                 continue  # blank line
             if header is None:
                 header = [h.strip() for h in row]
-                t, l = _pick_columns(
-                    path, header, text_column, label_column, reader.line_num
+                t, l, b = _pick_columns(
+                    path, header, text_column, label_column, reader.line_num,
+                    pair_column,
                 )
                 ti, li = header.index(t), header.index(l)
+                bi = None if b is None else header.index(b)
                 continue
             if len(row) != len(header):
                 hint = (
@@ -608,15 +658,17 @@ def _read_delimited(path, text: str, delimiter: str, text_column, label_column):
                     reader.line_num,
                 )
             texts.append(row[ti])
+            if bi is not None:
+                pairs.append(row[bi])
             raw.append(row[li])
             lines.append(reader.line_num)
     except csv.Error as e:
         raise DataError(path, f"cannot parse ({e})", reader.line_num) from None
-    return texts, raw, lines
+    return texts, raw, lines, (pairs if header and bi is not None else None)
 
 
-def _read_jsonl(path, text: str, text_column, label_column):
-    texts, raw, lines, cols = [], [], [], None
+def _read_jsonl(path, text: str, text_column, label_column, pair_column=None):
+    texts, pairs, raw, lines, cols = [], [], [], [], None
     for ln, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
@@ -633,23 +685,69 @@ def _read_jsonl(path, text: str, text_column, label_column):
                 ln,
             )
         if cols is None:
-            cols = _pick_columns(path, list(obj), text_column, label_column, ln)
-        for c in cols:
-            if c not in obj:
-                raise DataError(path, f"no {c!r} field", ln)
-        if not isinstance(obj[cols[0]], str):
-            raise DataError(
-                path,
-                f"{cols[0]!r} must be a string, not {type(obj[cols[0]]).__name__}",
-                ln,
+            cols = _pick_columns(
+                path, list(obj), text_column, label_column, ln, pair_column
             )
+        for c in cols:
+            if c is not None and c not in obj:
+                raise DataError(path, f"no {c!r} field", ln)
+        for c in (cols[0], cols[2]):
+            if c is not None and not isinstance(obj[c], str):
+                raise DataError(
+                    path, f"{c!r} must be a string, not {type(obj[c]).__name__}", ln
+                )
         texts.append(obj[cols[0]])
+        if cols[2] is not None:
+            pairs.append(obj[cols[2]])
         raw.append(obj[cols[1]])
         lines.append(ln)
-    return texts, raw, lines
+    return texts, raw, lines, (pairs if cols and cols[2] is not None else None)
 
 # %% ../chapters/00b_data.ipynb #00bdat-022
 LABELLED = {"sst2": "sst2/{split}.tsv"}
+# GLUE's sentence-pair sets, as the data folder holds them (MRPC's test file keeps
+# its labels); online, train and dev come from HF `datasets` instead
+PAIR_SETS = {
+    "mrpc": {
+        "train": "mrpc/train.tsv",
+        "dev": "mrpc/dev.tsv",
+        "test": "mrpc/msr_paraphrase_test.txt",
+    },
+    "rte": {"train": "rte/train.tsv", "dev": "rte/dev.tsv"},
+}
+
+
+def _pair_file(name: str, split: str, download: bool = True) -> Path:
+    "The file of GLUE pair set `name`: the data folder's, else one made from HF's."
+    split = "dev" if split == "validation" else split
+    files = PAIR_SETS[name]
+    if split not in files:
+        raise ValueError(
+            f"{name} splits are {', '.join(map(repr, files))}, not {split!r}"
+        )
+    rel = files[split]
+    local = data_dir()
+    if local is not None and (local / rel).is_file():
+        return local / rel
+    made = cache_dir() / "hf" / f"{name}-{split}.tsv"
+    if made.is_file():
+        return made
+    why = "no local copy"
+    if download and split != "test":  # GLUE's online test splits have no labels
+        try:
+            import datasets
+
+            ds = datasets.load_dataset("nyu-mll/glue", name, split=_HF_SPLIT[split])
+            names = ds.features["label"].names if name == "rte" else None
+            rows = "".join(
+                f"{r['sentence1']}\t{r['sentence2']}\t"
+                f"{names[r['label']] if names else r['label']}\n"
+                for r in ds
+            )
+            return atomic_write(made, "sentence1\tsentence2\tlabel\n" + rows)
+        except Exception as e:  # offline, or no `datasets`
+            why = f"no local copy, and HF datasets could not fetch it ({e})"
+    raise _offline_error(rel, why)
 
 
 def load_labelled(
@@ -660,9 +758,11 @@ def load_labelled(
     label_names: Sequence[str] | None = None,
     download: bool = True,
     encoding: str | None = None,
+    pair_column: str | None = None,
 ) -> LabelledData:
-    """Labelled texts from 'sst2', 'tiny' (made up here) or a .tsv/.csv/.jsonl file with
-    a text and a label column."""
+    """Labelled texts from 'sst2', 'mrpc', 'rte', 'tiny' (made up here) or a
+    .tsv/.csv/.jsonl file with a text and a label column; two text columns (such as
+    sentence1/sentence2, or `pair_column`) make a set of sentence pairs."""
     name = str(name_or_path).lower().replace("-", "")
     if name == "tiny":
         texts, labels = (
@@ -681,22 +781,33 @@ def load_labelled(
             LABELLED[name].format(split="dev" if split == "validation" else split),
             download=download,
         )
+    elif name in PAIR_SETS:
+        path = _pair_file(name, split, download)
     else:
         path = Path(name_or_path)
     suffix = path.suffix.lower()
+    text = read_text(path, encoding) if suffix == ".txt" else None
+    if text is not None and "\t" in text.split("\n", 1)[0]:
+        suffix = ".tsv"  # a tab-separated .txt, such as MRPC's own test file
     if suffix not in (".tsv", ".csv", ".jsonl", ".json"):
-        raise DataError(path, "unknown format: expected a .tsv, .csv or .jsonl file")
-    text = read_text(path, encoding)
+        raise DataError(
+            path, "unknown format: expected a .tsv (or tab-separated .txt), .csv or "
+            ".jsonl file"
+        )
+    text = read_text(path, encoding) if text is None else text
     if suffix in (".jsonl", ".json"):
-        texts, raw, lines = _read_jsonl(path, text, text_column, label_column)
+        texts, raw, lines, pairs = _read_jsonl(
+            path, text, text_column, label_column, pair_column
+        )
     else:
-        texts, raw, lines = _read_delimited(
-            path, text, "\t" if suffix == ".tsv" else ",", text_column, label_column
+        delimiter = "\t" if suffix == ".tsv" else ","
+        texts, raw, lines, pairs = _read_delimited(
+            path, text, delimiter, text_column, label_column, pair_column
         )
     if not texts:
         raise DataError(path, "no examples (only a header?)")
     labels, names = _to_int_labels(path, raw, lines, label_names)
-    return LabelledData(texts, labels, names)
+    return LabelledData(texts, labels, names, pairs)
 
 # %% ../chapters/00b_data.ipynb #00bdat-031
 @dataclass
@@ -842,11 +953,15 @@ def tokenize_dataset(
     cache: bool = True,
     progress: bool = False,
 ) -> TokenizedData:
-    """Tokenize texts (or a LabelledData) once, truncated to `max_length`; cached on
-    disk under the cache folder."""
+    """Tokenize texts (or a LabelledData, pairs too) once, truncated to `max_length`;
+    cached on disk under the cache folder."""
     if isinstance(texts, LabelledData):
+        if text_pairs is None:
+            text_pairs = texts.text_pairs
         texts, labels = texts.texts, texts.labels if labels is None else labels
     texts = list(texts)
+    if text_pairs is not None and len(text_pairs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(text_pairs)} second texts")
     if labels is not None and len(labels) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     key = _cache_key(tokenizer, max_length, texts, text_pairs) if cache else None

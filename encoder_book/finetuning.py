@@ -37,7 +37,7 @@ from encoder_book.train import (
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
            'MLM_ARCHITECTURES', 'count_parameters', 'freeze_encoder', 'layerwise_lr_decay', 'LoRALinear', 'add_lora',
            'merge_lora', 'finetune', 'attention_maps', 'plot_attention', 'error_groups', 'BowClassifier',
-           'choose_defaults', 'validation_split', 'train_classifier', 'load_classifier', 'classify',
+           'choose_defaults', 'validation_split', 'train_classifier', 'load_classifier', 'classify', 'probabilities',
            'classification_report', 'plot_confusion']
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-027
@@ -706,18 +706,19 @@ def train_classifier(
     id2label = {i: id2label.get(i, str(i)) for i in range(num_labels)}
     if valid is None:  # a stratified slice of the training data, never dev
         tr_idx, va_idx = validation_split(train.labels, seed=seed)
-        valid = LabelledData(
-            [train.texts[i] for i in va_idx],
-            [train.labels[i] for i in va_idx],
-            train.label_names,
-        )
-        train = LabelledData(
-            [train.texts[i] for i in tr_idx],
-            [train.labels[i] for i in tr_idx],
-            train.label_names,
-        )
+        valid, train = train.subset(va_idx), train.subset(tr_idx)
     else:
         valid = _as_labelled(valid, "valid", train.label_names)
+    paired = train.text_pairs is not None
+    for what, data in (("dev", dev), ("valid", valid)):
+        if (data.text_pairs is not None) != paired:
+            raise DataError(
+                what,
+                "sentence pairs and single texts mixed: the training data "
+                f"{'has' if paired else 'has no'} second texts",
+            )
+    if prompt is not None and train.text_pairs is not None:
+        raise ArgumentError("a prompt reads one text, not sentence pairs")
     out = Path(out_dir) if out_dir is not None else None
     work = out  # checkpoints, metrics.jsonl, the tokenizer, while training
     device = str(get_device(device))
@@ -734,7 +735,9 @@ def train_classifier(
         tok = WordPieceTokenizer.from_pretrained(work)  # the run's own, as it was saved
     else:
         tok = WordPieceTokenizer.train(
-            train.texts, vocab_size=vocab_size or quick(8000, 400), progress=progress
+            train.texts + (train.text_pairs or []),
+            vocab_size=vocab_size or quick(8000, 400),
+            progress=progress,
         )
     if work is not None:
         tok.save_pretrained(work)
@@ -806,8 +809,17 @@ def train_classifier(
     model.eval()
     result = evaluate(model, dev_data, cfg.eval_batch_size)
     best = history.best("eval_accuracy")
+    report = classification_report(
+        dev.labels,
+        probabilities(model, dev_data, cfg.eval_batch_size).argmax(-1),
+        [id2label[i] for i in range(num_labels)],
+    )
     metrics.update(
         dev_accuracy=result["accuracy"],
+        dev_macro_f1=report["macro_f1"],
+        # two classes: F1 of label 1 (GLUE's MRPC convention: 1 = paraphrase)
+        dev_f1=report["per_class"][id2label[1]]["f1"] if num_labels == 2 else None,
+        pairs=train.text_pairs is not None,
         dev_loss=result["loss"],
         train_seconds=history.train_seconds,
         params=sum(p.numel() for p in model.parameters()),
@@ -913,31 +925,49 @@ def classify(
     batch_size: int = 64,
     max_length: int = 512,
     progress: bool = False,
+    text_pairs=None,
 ) -> np.ndarray:
-    "Class probabilities (n, num_labels) for `texts`, in batches of similar length."
-    from tqdm.auto import tqdm
-
+    """Class probabilities (n, num_labels) for `texts` (with `text_pairs`, for sentence
+    pairs), in batches of similar length."""
     texts = list(texts)
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     max_length = min(max_length, limit or max_length)
     if hasattr(model, "verbalizer"):  # a prompt (chapter 8): texts in its template
+        if text_pairs is not None:
+            raise ArgumentError("a prompt reads one text, not sentence pairs")
         data = model.encode(texts, None, max_length)
     else:
-        data = tokenize_dataset(tokenizer, texts, max_length=max_length, cache=False)
+        data = tokenize_dataset(
+            tokenizer,
+            texts,
+            text_pairs=None if text_pairs is None else list(text_pairs),
+            max_length=max_length,
+            cache=False,
+        )
+    return probabilities(model, data, batch_size, progress)
+
+
+@torch.no_grad()
+def probabilities(
+    model: nn.Module, data, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    "Class probabilities (n, num_labels) for tokenized `data`, in order."
+    from tqdm.auto import tqdm
+
     device = next(model.parameters()).device
-    probs = np.zeros((len(texts), 0), dtype=np.float32)
-    batches = (
-        make_batches(data.lengths, batch_size, shuffle=False) if len(texts) else []
-    )
-    for idx in tqdm(
-        batches, desc="classifying", disable=not progress or len(texts) < 2048
-    ):
+    was_training = model.training
+    model.eval()
+    n = len(data)
+    probs = np.zeros((n, 0), dtype=np.float32)
+    batches = make_batches(data.lengths, batch_size, shuffle=False) if n else []
+    for idx in tqdm(batches, desc="classifying", disable=not progress or n < 2048):
         batch = {k: v.to(device) for k, v in data.collate(idx).items()}
         logits = model(**batch).logits.float()  # (batch, num_labels)
         p = logits.softmax(-1).cpu().numpy()
         if probs.shape[1] == 0:
-            probs = np.zeros((len(texts), p.shape[1]), dtype=np.float32)
+            probs = np.zeros((n, p.shape[1]), dtype=np.float32)
         probs[idx] = p
+    model.train(was_training)
     return probs
 
 

@@ -455,22 +455,30 @@ def _train_config(
     return cfg
 
 
-def _stage_list(corpus, stages, max_steps) -> list[tuple[object, int | None]]:
-    "[(corpus, steps)] from `stages`, or the one stage `corpus` for `max_steps`."
+def _stage_list(
+    corpus, stages, max_steps
+) -> list[tuple[object, int | None, int | None]]:
+    """[(corpus, steps, block size or None)] from `stages` ((corpus, steps) or
+    (corpus, steps, block_size) each), or the one stage `corpus` for `max_steps`."""
     if stages is None:
-        return [(corpus, max_steps)]
+        return [(corpus, max_steps, None)]
     if max_steps is not None:
         raise ValueError("give max_steps or stages (each with its steps), not both")
     if isinstance(stages, (str, bytes)) or not len(stages):
         raise ValueError("stages must be a non-empty list of (corpus, steps)")
     out = []
     for s in stages:
-        if not (isinstance(s, (tuple, list)) and len(s) == 2):
-            raise ValueError(f"each stage is (corpus, steps), got {s!r}")
-        c, n = s
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"stage steps must be a positive integer, got {n!r}")
-        out.append((c, n))
+        if not (isinstance(s, (tuple, list)) and len(s) in (2, 3)):
+            raise ValueError(
+                f"each stage is (corpus, steps) or (corpus, steps, block_size), "
+                f"got {s!r}"
+            )
+        c, n, size = (*s, None)[:3]
+        for what, v in (("steps", n), ("block_size", size)):
+            bad = not isinstance(v, int) or isinstance(v, bool) or v < 1
+            if bad and (v is not None or what == "steps"):
+                raise ValueError(f"stage {what} must be a positive integer, got {v!r}")
+        out.append((c, n, size))
     return out
 
 # %% ../chapters/06_pretraining.ipynb #06pret-039
@@ -491,7 +499,7 @@ def pretrain(
     eval_blocks: int | None = 128,
     *,
     objective: str = "mlm",
-    stages: Sequence[tuple[object, int]] | None = None,
+    stages: Sequence[tuple[object, int] | tuple[object, int, int]] | None = None,
     short_block_size: int | None = None,
     short_fraction: float = 0.9,
     precision: str | None = None,
@@ -530,6 +538,12 @@ def pretrain(
             f"block_size {block_size} is longer than max_position_embeddings {max_pos}"
         )
     plan = _stage_list(corpus, stages, max_steps)
+    for _, _, size in plan:
+        if size is not None and not 8 <= size <= max_pos:
+            raise ValueError(
+                f"stage block_size must be in [8, max_position_embeddings={max_pos}], "
+                f"got {size}"
+            )
     out = Path(out_dir)
     device = (train_config.device if train_config is not None else None) or str(
         TrainConfig(progress=False).device
@@ -541,7 +555,7 @@ def pretrain(
         torch.set_num_threads(max(1, n))
     info = init_distributed(torch.device(device).type)
     # 1. text (every corpus read and checked first) and tokenizer
-    texts = [load_texts(c, "train", text_column) for c, _ in plan]
+    texts = [load_texts(c, "train", text_column) for c, _, _ in plan]
     first = plan[0][0]
     valid = load_corpus(first, "valid") if has_valid_split(first) else None
     if tokenizer is None and resume and (out / "vocab.txt").exists():
@@ -619,18 +633,21 @@ def pretrain(
         or TrainConfig(device=device, progress=False).batch_size
     )
     runs = []
-    for (c, steps), ts in zip(plan, texts):
-        data = blocks(ts, block_size)
+    for (c, steps, size), ts in zip(plan, texts):
+        size = size or block_size  # a stage's own block size, else the run's
+        data = blocks(ts, size)
         if steps is None:
             epochs = train_config.epochs if train_config is not None else 1.0
             steps = (
                 train_config.max_steps if train_config is not None else None
             ) or max(1, math.ceil(epochs * (len(data) // bs)))
-        if short_block_size is not None and not runs and steps >= 2:
+        if short_block_size is not None and not runs and steps >= 2 and (
+            short_block_size < size
+        ):
             short = max(1, min(steps - 1, round(short_fraction * steps)))
             runs.append((c, blocks(ts, short_block_size), short, short_block_size))
             steps -= short
-        runs.append((c, data, steps, block_size))
+        runs.append((c, data, steps, size))
     total = sum(r[2] for r in runs)
     # one MLM stage trains in out_dir itself; more stages (or ELECTRA) under training/
     single = len(runs) == 1 and objective == "mlm"
@@ -687,7 +704,7 @@ def pretrain(
             )
     last = history.last("loss") if history is not None else None
     metrics = {
-        "corpus": str(first) if stages is None else [str(c) for c, _ in plan],
+        "corpus": str(first) if stages is None else [str(c) for c, _, _ in plan],
         "objective": objective,
         "finished": done >= total,
         "steps": done,

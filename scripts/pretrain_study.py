@@ -80,6 +80,12 @@ def parse() -> argparse.Namespace:
         help="fine-tunes run at once (each gets threads / jobs); default 1",
     )
     p.add_argument(
+        "--arms-from",
+        metavar="SUMMARY",
+        help="an earlier --summary: its arms that do not depend on the pretrained "
+        "model (scratch, lstm) are read from it instead of run again",
+    )
+    p.add_argument(
         "--cli-defaults",
         action="store_true",
         help="pretrain with `encoder-book pretrain` and its defaults (WikiText-2 and "
@@ -135,6 +141,8 @@ def write_summary(path: Path, results: dict, pre: Path, a) -> None:
         },
         "sst2_dev": results["runs"],
     }
+    if results.get("arms_from"):
+        summary["arms_from"] = results["arms_from"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1) + "\n")
     log(f"summary: {path}")
@@ -279,9 +287,10 @@ def main() -> int:
         "runs": {},
     }
     kinds = [("pretrained", ["--model", "transformer", "--init", str(pre)])]
-    if not a.no_scratch:
+    earlier = json.loads(Path(a.arms_from).read_text()) if a.arms_from else {}
+    if not a.no_scratch and "scratch" not in earlier.get("sst2_dev", {}):
         kinds.append(("scratch", ["--model", "transformer"]))
-    if a.lstm:
+    if a.lstm and "lstm" not in earlier.get("sst2_dev", {}):
         kinds.append(("lstm", ["--model", "lstm"]))
     queue = []  # (name, seed, folder, command)
     accs: dict[str, list] = {name: [] for name, _ in kinds}
@@ -330,6 +339,12 @@ def main() -> int:
             "std": statistics.stdev(accs[name]) if len(accs[name]) > 1 else None,
             "train_seconds": seconds[name],
         }
+    for name in ("scratch", "lstm"):  # independent of the pretrained model
+        if name not in results["runs"] and name in earlier.get("sst2_dev", {}):
+            if earlier["seeds"] != a.seeds:
+                sys.exit(f"pretrain_study: --arms-from has seeds {earlier['seeds']}")
+            results["runs"][name] = earlier["sst2_dev"][name]
+            results.setdefault("arms_from", {})[name] = earlier["command"]
     if (
         "scratch" in results["runs"]
         and results["runs"]["scratch"]["mean"] is not None
