@@ -527,3 +527,68 @@ def test_pretrain_default_steps_follow_precision(monkeypatch):
     monkeypatch.setattr(cli, "quick", lambda real, q: real)
     assert cli._pretrain_steps("cpu", "bf16") > cli._pretrain_steps("cpu", "fp32")
     assert cli._pretrain_steps("cuda", "bf16") == cli._pretrain_steps("cuda", "fp16")
+
+
+# ---------------------------------------------------------------- sentence pairs
+
+def _pairs(path: Path, n: int, seed: int, cols=("sentence1", "sentence2")) -> Path:
+    "Pairs labelled 1 when the second text repeats the first's sentiment, else 0."
+    texts, labels = tiny_sentiment(2 * n, seed=seed)
+    rows = [f"{texts[i]}\t{texts[n + i]}\t{int(labels[i] == labels[n + i])}" for i in range(n)]
+    path.write_text(f"{cols[0]}\t{cols[1]}\tlabel\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_finetune_pairs_then_predict_and_evaluate(tmp_path, capsys, model):
+    train, dev = _pairs(tmp_path / "train.tsv", 80, 0), _pairs(tmp_path / "dev.tsv", 30, 1)
+    m = run_ok(capsys, ["finetune", "--task", "pair", "--train", train, "--dev", dev, "--model", model,
+                        "--epochs", 1, "--out", tmp_path / "m"])
+    saved = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert saved["pairs"] is True and 0 <= saved["dev_f1"] <= 1 and m["dev_accuracy"] == saved["dev_accuracy"]
+    e = run_ok(capsys, ["evaluate", "--model", tmp_path / "m", "--data", dev])
+    assert abs(e["accuracy"] - saved["dev_accuracy"]) < 1e-9 and abs(e["f1"] - saved["dev_f1"]) < 1e-9
+    stdin = tmp_path / "in.txt"; stdin.write_text("the film is good\tit is great\nit is dull\tawful\n")
+    assert main(["predict", "--model", str(tmp_path / "m"), str(stdin)]) == 0
+    rows = [r.split("\t") for r in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0][-2:] == ["text", "text_pair"] and len(rows) == 3 and rows[2][-1] == "awful"
+    assert main(["predict", "--model", str(tmp_path / "m"), str(dev), "--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 30 and {"text", "text_pair", "label"} <= set(lines[0])
+
+
+def test_pair_errors_are_one_line(tmp_path, capsys):
+    train, dev = _pairs(tmp_path / "train.tsv", 60, 0), _pairs(tmp_path / "dev.tsv", 20, 1)
+    (tmp_path / "one").mkdir()
+    single, _ = pair(tmp_path / "one", ".tsv", None, n=40)
+    assert "needs two text columns" in run_err(capsys, ["finetune", "--task", "pair", "--train", single,
+                                                        "--dev", single, "--model", "lstm",
+                                                        "--out", tmp_path / "x"])
+    assert not (tmp_path / "x").exists()
+    assert "mixed" in run_err(capsys, ["finetune", "--train", train, "--dev", single, "--model", "lstm",
+                                       "--out", tmp_path / "y"])
+    run_ok(capsys, ["finetune", "--train", train, "--dev", dev, "--model", "bow", "--epochs", 1,
+                    "--out", tmp_path / "m"])                  # two text columns: read as pairs
+    assert "one text column" in run_err(capsys, ["evaluate", "--model", tmp_path / "m", "--data", single])
+    one = tmp_path / "one.txt"; one.write_text("only one text\n")
+    assert "line 1" in run_err(capsys, ["predict", "--model", tmp_path / "m", one])
+    weird = _pairs(tmp_path / "weird.tsv", 20, 2, cols=("left", "right"))
+    assert "--pair-column" in run_err(capsys, ["predict", "--model", tmp_path / "m", weird])
+    assert main(["predict", "--model", str(tmp_path / "m"), str(weird), "--text-column", "left",
+                 "--pair-column", "right"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 21
+    assert "second text column 'nope'" in run_err(capsys, ["finetune", "--train", train, "--dev", dev,
+                                                           "--model", "bow", "--pair-column", "nope",
+                                                           "--out", tmp_path / "z"])
+
+
+def test_pretrain_task_block_size(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
+    task, _ = pair(tmp_path, ".tsv", NAMES, n=60)
+    base = ["pretrain", "--corpus", corpus, "--max-steps", 4, "--vocab-size", 300]
+    assert "needs --task-corpus" in run_err(capsys, base + ["--task-block-size", 16, "--out", tmp_path / "a"])
+    assert "must be in [8, --block-size 32]" in run_err(
+        capsys, base + ["--task-corpus", task, "--task-block-size", 64, "--out", tmp_path / "a"])
+    assert not (tmp_path / "a").exists()
+    m = run_ok(capsys, base + ["--task-corpus", task, "--task-block-size", 16, "--out", tmp_path / "b"])
+    assert m["stages"][-1]["block_size"] == 16 and m["finished"]

@@ -385,3 +385,68 @@ def test_prepare_out_and_publish(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ArgumentError, match="is a file"):
         prepare_out(tmp_path / "f", "finetune")
+
+
+# ---------------------------------------------------------------- sentence pairs
+
+MRPC_HEAD = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+
+
+def test_pair_files_found_by_their_column_names(tmp_path):
+    tsv = write(tmp_path / "p.tsv", "sentence1\tsentence2\tlabel\nA man .\tA person .\tentailment\n"
+                                    'He said " no " .\tNo .\tnot_entailment\n')
+    d = load_labelled(tsv)
+    assert d.texts == ["A man .", 'He said " no " .'] and d.text_pairs == ["A person .", "No ."]
+    assert d.label_names == ["entailment", "not_entailment"] and "2 pairs" in repr(d)
+    mrpc = write(tmp_path / "m.txt", MRPC_HEAD + "1\t1\t2\tOne .\tUno .\n0\t3\t4\tTwo .\tTres .\n")
+    m = load_labelled(mrpc)                               # MRPC's own test file: a BOM, .txt, "Quality"
+    assert m.labels == [1, 0] and m.text_pairs == ["Uno .", "Tres ."] and m.label_names is None
+    jl = write(tmp_path / "q.jsonl", json.dumps({"question": "Who?", "sentence": "Me.", "label": 1})
+               + "\n" + json.dumps({"question": "Why?", "sentence": "So.", "label": 0}) + "\n")
+    assert load_labelled(jl).text_pairs == ["Me.", "So."]
+    csv_file = write(tmp_path / "c.csv", "text,other,label\na,b,0\nc,d,1\n")
+    assert load_labelled(csv_file).text_pairs is None                     # one text column: singles
+    given = load_labelled(csv_file, pair_column="other")
+    assert given.texts == ["a", "c"] and given.text_pairs == ["b", "d"]
+    sub = given.subset([1])
+    assert (sub.texts, sub.text_pairs, sub.labels) == (["c"], ["d"], [1])
+    single = load_labelled(tsv, text_column="sentence2")                  # asked for one text
+    assert single.text_pairs is None and single.texts == ["A person .", "No ."]
+
+
+def test_pair_file_errors_are_one_line(tmp_path):
+    f = write(tmp_path / "c.csv", "text,label\na,0\n")
+    with pytest.raises(DataError, match="no second text column 'other'"):
+        load_labelled(f, pair_column="other")
+    with pytest.raises(DataError, match="used twice"):
+        load_labelled(f, pair_column="text", text_column="text")
+    bad = write(tmp_path / "b.jsonl", json.dumps({"sentence1": "a", "sentence2": 3, "label": 0}) + "\n")
+    with pytest.raises(DataError, match="'sentence2' must be a string"):
+        load_labelled(bad)
+    with pytest.raises(ValueError, match="2 texts but 1 second texts"):
+        LabelledData(["a", "b"], [0, 1], None, ["c"])
+    with pytest.raises(DataError, match="unknown format"):
+        load_labelled(write(tmp_path / "plain.txt", "no tabs here\n"))
+
+
+def test_glue_pair_sets_from_the_data_folder(tmp_path):
+    write(tmp_path / "data" / "mrpc" / "dev.tsv", MRPC_HEAD + "1\t1\t2\tA .\tB .\n0\t3\t4\tC .\tD .\n")
+    write(tmp_path / "data" / "rte" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n"
+                                                   "0\tA .\tB .\tnot_entailment\n")
+    d = load_labelled("mrpc", "validation")
+    assert (d.texts, d.text_pairs, d.labels) == (["A .", "C ."], ["B .", "D ."], [1, 0])
+    assert load_labelled("rte", "train").label_names == ["not_entailment"]
+    with pytest.raises(ValueError, match="rte splits are 'train', 'dev'"):
+        load_labelled("rte", "test")
+    with pytest.raises(DataNotFound, match="mrpc/msr_paraphrase_test.txt"):   # offline, no copy
+        load_labelled("mrpc", "test")
+
+
+def test_tokenize_labelled_pairs_uses_segments(tok):
+    d = LabelledData(["the film", "a plot"], [0, 1], None, ["is good", "was dull"])
+    b = tokenize_dataset(tok, d, max_length=32, cache=False).collate(np.arange(2))
+    ref = tok(d.texts, d.text_pairs, max_length=32, padding=True, truncation=True, return_tensors="pt")
+    assert torch.equal(b["input_ids"], ref["input_ids"]) and torch.equal(b["token_type_ids"],
+                                                                         ref["token_type_ids"])
+    with pytest.raises(ValueError, match="second texts"):
+        tokenize_dataset(tok, ["a", "b"], text_pairs=["c"], cache=False)

@@ -256,6 +256,26 @@ def test_stages_with_a_labelled_file_and_resume(tmp_path, vocab_dir, task_file):
         run(tmp_path / "x", str(vocab_dir), stages=[("tiny", 0)])
 
 
+def test_a_stage_can_have_its_own_block_size(tmp_path, vocab_dir, task_file):
+    kw = {"stages": [("tiny", 4), (str(task_file), 3, 16)], "short_block_size": 16}
+    a = run(tmp_path / "a", str(vocab_dir), **kw)
+    assert [(s["steps"], s["block_size"]) for s in a["stages"]] == [
+        (3, 16),
+        (1, 32),
+        (3, 16),
+    ]
+    assert a["finished"] and a["steps"] == 7
+    for bad, match in (
+        ([("tiny", 2, 0)], "block_size must be a positive integer"),
+        ([("tiny", 2, 4)], r"block_size must be in \[8"),
+        ([("tiny", 2, 10**6)], "max_position_embeddings"),
+        ([("tiny", 2, 16, 1)], "each stage is"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            run(tmp_path / "x", str(vocab_dir), stages=bad)
+    assert not (tmp_path / "x").exists()
+
+
 def test_several_corpora_feed_the_tokenizer(tmp_path, task_file):
     words = tmp_path / "words.txt"
     words.write_text("".join(f"zyzzyva quokka number {i}\n" for i in range(300)))
