@@ -457,13 +457,46 @@ def cloze_prompt() -> Svg:
     return s
 
 
+def sentence_pair() -> Svg:
+    a, b = ["he", "left", "early"], ["he", "went", "home"]
+    tokens = ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
+    segs = ["A"] * (len(a) + 2) + ["B"] * (len(b) + 1)
+    n, x0, cw = len(tokens), 6, 46
+    s = Svg(420, 430, "A sentence pair: two segments, one label from [CLS]")
+    s.text(210, 22, "Two texts, one input, one label", size=15, weight="bold")
+    s.text(x0, 48, "text A", size=13, anchor="start", colour=MUTED)
+    s.text(x0 + (len(a) + 2) * cw, 48, "text B", size=13, anchor="start", colour=MUTED)
+    for i, tok in enumerate(tokens):
+        x = x0 + i * cw
+        colour = "yellow" if i == 0 else ("white" if segs[i] == "A" else "grey")
+        s.box(x, 56, cw - 4, 28, tok.replace("[", "").replace("]", ""), colour,
+              size=13, mono=True)
+        s.box(x, 92, cw - 4, 26, segs[i], "green" if segs[i] == "A" else "orange",
+              size=13, mono=True)
+    s.text(210, 136, "token_type_ids: 0 for A (and [CLS]), 1 for B", size=13,
+           colour=MUTED)
+    s.arrow(210, 142, 210, 160)
+    s.box(40, 162, 340, 54, ["encoder: every token attends to both texts",
+                              "(batch, seq, hidden)"], "purple", size=14)
+    s.line([(x0 + 21, 216), (x0 + 21, 240), (150, 240), (150, 254)])
+    s.box(60, 256, 180, 40, ["pooler on [CLS]", "dense + tanh (B, d)"], "green", size=14)
+    s.arrow(150, 296, 150, 312)
+    s.box(60, 314, 180, 40, ["linear", "(B, 2) logits"], "green", size=14)
+    s.arrow(240, 334, 268, 334)
+    s.box(270, 314, 140, 40, ["paraphrase?", "entailed?"], "white", size=14)
+    s.text(210, 384, "too long: the longer text loses its last tokens", size=13,
+           colour=MUTED)
+    s.text(210, 404, "first, one at a time (longest_first)", size=13, colour=MUTED)
+    return s
+
+
 DIAGRAMS = {
     "positional_encodings": positional_encodings,
     "input_embeddings": input_embeddings, "multi_head_attention": multi_head_attention,
     "post_ln_vs_pre_ln": post_ln_vs_pre_ln, "bert_heads": bert_heads,
     "mlm_masking": mlm_masking, "finetune_cls": finetune_cls,
     "lstm_unrolled": lstm_unrolled, "pipeline": pipeline,
-    "cloze_prompt": cloze_prompt,
+    "cloze_prompt": cloze_prompt, "sentence_pair": sentence_pair,
 }
 
 

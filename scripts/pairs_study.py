@@ -1,0 +1,219 @@
+"""Chapter 10's experiment: `encoder-book finetune --task pair` with its defaults on MRPC
+and RTE, for several seeds, from scratch (transformer and LSTM) and from a pretrained
+encoder (`encoder-book pretrain` on WikiText-2, for --pretrain-steps); MRPC's models are
+also measured on its labelled test file. Logs and run folders under chapters/runs/
+(git-ignored); --summary writes the compact JSON the chapter reads back.
+
+    nohup .venv/bin/python scripts/pairs_study.py --summary chapters/results/pairs.json \\
+        > chapters/runs/pairs.log 2>&1 &
+
+Finished runs are read back, not redone, so a stopped study goes on where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {
+    "mrpc": ("mrpc/train.tsv", "mrpc/dev.tsv", "mrpc/msr_paraphrase_test.txt"),
+    "rte": ("rte/train.tsv", "rte/dev.tsv", None),
+}
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "chapters" / "runs" / "pairs"))
+    p.add_argument(
+        "--data",
+        default=os.environ.get(
+            "ENCODER_BOOK_DATA", str(ROOT.parent / "shared" / "data")
+        ),
+    )
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=["scratch", "lstm", "pretrained"],
+        choices=["scratch", "lstm", "pretrained"],
+    )
+    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--jobs", type=int, default=2, help="fine-tunes at once")
+    p.add_argument("--summary", help="the compact JSON of the results (no paths)")
+    return p.parse_args()
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "encoder_book.cli", *map(str, args)]
+
+
+def main() -> int:
+    a = parse()
+    out, data = Path(a.out), Path(a.data)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ENCODER_BOOK_DATA": str(data)}
+    env.pop("ENCODER_BOOK_QUICK", None)
+    pre = out / "pretrained"
+    pretrain = None
+    if "pretrained" in a.arms:
+        if not (pre / "metrics.json").is_file() or (pre / "INCOMPLETE").exists():
+            cmd = cli("pretrain", "--corpus", "wikitext-2", "--out", pre, "-q")
+            cmd += ["--max-steps", str(a.pretrain_steps)]
+            cmd += ["--resume"] if (pre / "vocab.txt").exists() else ["--overwrite"]
+            log("running: " + " ".join(cmd[2:]))
+            t0 = time.perf_counter()
+            with open(out / "pretrain.log", "a") as f:
+                r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+            if r.returncode:
+                sys.exit(f"pairs_study: pretrain failed (exit {r.returncode})")
+            (out / "pretrain_wall.json").write_text(
+                json.dumps({"wall_seconds": time.perf_counter() - t0})
+            )
+        m = json.loads((pre / "metrics.json").read_text())
+        wall = out / "pretrain_wall.json"
+        pretrain = {
+            k: m.get(k)
+            for k in ("steps", "train_seconds", "precision", "threads", "params")
+        }
+        pretrain["stages"] = [
+            {"steps": s["steps"], "block_size": s["block_size"]} for s in m["stages"]
+        ]
+        pretrain["eval_masked_accuracy"] = m.get("eval_mask_accuracy")
+        pretrain["wall_seconds"] = (
+            json.loads(wall.read_text())["wall_seconds"] if wall.is_file() else None
+        )
+        log(f"pretrained: {pretrain}")
+    extra = {
+        "scratch": ["--model", "transformer"],
+        "lstm": ["--model", "lstm"],
+        "pretrained": ["--model", "transformer", "--init", pre],
+    }
+    queue, runs = [], []
+    for task in a.tasks:
+        train, dev, test = TASKS[task]
+        for arm in a.arms:
+            for seed in a.seeds:
+                d = out / f"{task}-{arm}-seed{seed}"
+                runs.append((task, arm, seed, d, test))
+                if (d / "metrics.json").is_file() and not (d / "INCOMPLETE").exists():
+                    continue
+                cmd = cli(
+                    "finetune",
+                    "-q",
+                    "--task",
+                    "pair",
+                    "--train",
+                    data / train,
+                    "--dev",
+                    data / dev,
+                    "--out",
+                    d,
+                    "--seed",
+                    seed,
+                    "--overwrite",
+                    *extra[arm],
+                )
+                queue.append((d, cmd))
+    threads = max(1, (os.cpu_count() or 2) // max(1, a.jobs))
+    job_env = {**env, "OMP_NUM_THREADS": str(threads)}
+    running: list = []
+    while queue or running:
+        while queue and len(running) < max(1, a.jobs):
+            d, cmd = queue.pop(0)
+            log(f"start {d.name}")
+            f = open(out / f"{d.name}.log", "w")
+            running.append(
+                (d, subprocess.Popen(cmd, stdout=f, stderr=f, env=job_env), f)
+            )
+        time.sleep(5)
+        for row in [r for r in running if r[1].poll() is not None]:
+            running.remove(row)
+            row[2].close()
+            log(f"{row[0].name}: exit {row[1].returncode}")
+    results: dict = {}
+    for task, arm, seed, d, test in runs:
+        m = json.loads((d / "metrics.json").read_text())
+        rec = {
+            "seed": seed,
+            "dev_accuracy": m["dev_accuracy"],
+            "dev_f1": m["dev_f1"],
+            "train_seconds": m["train_seconds"],
+            "steps": m["steps"],
+            "best_step": m["best_step"],
+            "epochs": m["epochs"],
+            "max_length": m["max_length"],
+        }
+        if test is not None:
+            save = d / "test.json"
+            if not save.is_file():
+                r = subprocess.run(
+                    cli(
+                        "evaluate",
+                        "-q",
+                        "--model",
+                        d,
+                        "--data",
+                        data / test,
+                        "--save",
+                        save,
+                    ),
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+                if r.returncode:
+                    sys.exit(f"pairs_study: evaluate {d.name} failed: {r.stderr}")
+            e = json.loads(save.read_text())
+            positive = e["labels"][1]
+            rec["test_accuracy"] = e["accuracy"]
+            rec["test_f1"] = e["per_class"][positive]["f1"]
+        results.setdefault(task, {}).setdefault(arm, []).append(rec)
+        log(
+            f"{task} {arm} seed {seed}: "
+            + json.dumps(
+                {
+                    k: round(v, 4)
+                    for k, v in rec.items()
+                    if k.endswith(("accuracy", "f1"))
+                }
+            )
+        )
+    for task, arms in results.items():
+        for arm, recs in arms.items():
+            for key in ("dev_accuracy", "dev_f1", "test_accuracy", "test_f1"):
+                vals = [r[key] for r in recs if key in r]
+                if len(vals) > 1:
+                    log(
+                        f"{task} {arm} {key}: {statistics.mean(vals):.4f} "
+                        f"+- {statistics.stdev(vals):.4f}"
+                    )
+    summary = {
+        "command": "scripts/pairs_study.py"
+        + (f" --pretrain-steps {a.pretrain_steps}" if pretrain else ""),
+        "seeds": a.seeds,
+        "pretrain": pretrain,
+        "results": results,
+        "threads_per_job": threads,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if a.summary:
+        Path(a.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.summary).write_text(json.dumps(summary, indent=1) + "\n")
+        log(f"summary: {a.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
