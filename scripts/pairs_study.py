@@ -199,12 +199,29 @@ def main() -> int:
                         f"{task} {arm} {key}: {statistics.mean(vals):.4f} "
                         f"+- {statistics.stdev(vals):.4f}"
                     )
+    segments = None  # token-type rows: what pretraining left, what fine-tuning moved
+    if pretrain is not None:
+        from safetensors.torch import load_file
+
+        key = "bert.embeddings.token_type_embeddings.weight"
+        start = load_file(str(pre / "model.safetensors"))[key]
+        segments = {"pretrained_row_norms": [float(r.norm()) for r in start]}
+        for task in a.tasks:
+            moved = []
+            for seed in a.seeds:
+                w = load_file(
+                    str(out / f"{task}-pretrained-seed{seed}" / "model.safetensors")
+                )
+                moved.append([float(r.norm()) for r in w[key] - start])
+            segments[f"{task}_fine_tuning_moved"] = moved
+        log(f"segments: {segments}")
     summary = {
         "command": "scripts/pairs_study.py"
         + (f" --pretrain-steps {a.pretrain_steps}" if pretrain else ""),
         "seeds": a.seeds,
         "pretrain": pretrain,
         "results": results,
+        "segment_embeddings": segments,
         "threads_per_job": threads,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
