@@ -31,10 +31,10 @@ from encoder_book.finetuning import (
 from .tokenizer import WordPieceTokenizer
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'EXIT_OK', 'EXIT_FAILURE', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'TASK_FRACTION', 'FINETUNE_EPOCHS',
-           'FINETUNE_LR', 'CPU_TOKEN_BUDGET', 'LSTM_CPU_TOKEN_BUDGET', 'GracefulStop', 'cmd_tokenizer', 'cmd_pretrain',
-           'load_task', 'default_epochs', 'load_model', 'cmd_predict', 'format_report', 'cmd_evaluate', 'cmd_finetune',
-           'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'EXIT_OK', 'EXIT_FAILURE', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'TASK_FRACTION', 'PRETRAIN_MINUTES',
+           'FINETUNE_EPOCHS', 'FINETUNE_LR', 'CPU_TOKEN_BUDGET', 'LSTM_CPU_TOKEN_BUDGET', 'GracefulStop',
+           'cmd_tokenizer', 'seconds_per_step', 'budget_steps', 'cmd_pretrain', 'load_task', 'default_epochs',
+           'load_model', 'cmd_predict', 'format_report', 'cmd_evaluate', 'cmd_finetune', 'build_parser', 'main']
 
 # %% ../chapters/07b_cli.ipynb #07bcli-006
 USER_ERRORS = (
@@ -148,6 +148,49 @@ def _pretrain_steps(device: str, precision: str) -> int:
     return quick(6000, 5)
 
 
+PRETRAIN_MINUTES = 50  # on a CPU: the hour, less the tokenizer, evaluations, saving
+
+
+def seconds_per_step(
+    config, block_size: int, batch_size: int, precision: str, steps: int = 6
+) -> float:
+    """Seconds of one MLM training step (forward, backward, AdamW) of `config` on
+    random blocks, on the CPU, timed after two warm-up steps."""
+    import time
+
+    import torch
+
+    from encoder_book.pretraining import SparseBertForMaskedLM
+    from encoder_book.train import _autocast
+
+    g = torch.Generator().manual_seed(0)
+    model = SparseBertForMaskedLM(config).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = torch.randint(5, config.vocab_size, (batch_size, block_size), generator=g)
+    labels = torch.where(torch.rand(ids.shape, generator=g) < 0.15, ids, -100)
+    for i in range(2 + steps):
+        if i == 2:
+            start = time.perf_counter()
+        with _autocast(torch.device("cpu"), precision):
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / steps
+
+
+def budget_steps(
+    minutes: float, per_step: dict[str, float], task_fraction: float, cap: int
+) -> int:
+    """Pretraining steps that fit `minutes` given the seconds per step of each kind
+    ('short', 'long', 'task'), never more than `cap` (the measured recipe)."""
+    f, short = task_fraction, 0.9 if "short" in per_step else 0.0
+    s_short = per_step.get("short", 0.0)
+    mean = (1 - f) * (short * s_short + (1 - short) * per_step["long"])
+    mean += f * per_step.get("task", per_step["long"])
+    return min(cap, max(10, int(minutes * 60 / mean)))
+
+
 def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
     """Masked-LM pretraining of a small BERT (encoder_book.pretraining.pretrain); prints
     its metrics."""
@@ -174,6 +217,11 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         precision = pt.pretrain_precision(device, args.precision)  # auto: native bf16
     except ValueError as e:
         raise ArgumentError(f"--precision {args.precision}: {e}") from None
+    minutes = pick(args.minutes, PRETRAIN_MINUTES)
+    if args.minutes is not None and args.max_steps is not None:
+        raise ArgumentError("give --max-steps or --minutes, not both")
+    if not minutes > 0:
+        raise ArgumentError(f"--minutes must be more than 0, got {minutes}")
     max_steps = pick(args.max_steps, _pretrain_steps(device, precision))
     train_config = None
     if args.batch_size is not None or args.lr is not None or args.device or QUICK:
@@ -216,12 +264,49 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
     if args.task_corpus is not None and not Path(args.task_corpus).exists():
         raise DataNotFound(f"--task-corpus {args.task_corpus}: no such file")
     prepare_out(out, "pretrain", overwrite=args.overwrite, resume=args.resume)
+    short = pick(args.short_block_size, 64 if block_size > 64 else 0)
+    config = pt.small_config(
+        vocab_size,
+        max_position_embeddings=max(512, block_size),
+        position_embedding_type=args.positions,
+        **sizes,
+    )
+    budget = None
+    plan_file = out / "steps.json"  # the chosen count, so that --resume keeps it
+    if args.resume and plan_file.is_file() and args.max_steps is None:
+        budget = json.loads(plan_file.read_text())
+        max_steps = budget["max_steps"]
+    elif (
+        args.max_steps is None
+        and device.startswith("cpu")
+        and not QUICK
+        and args.objective == "mlm"
+    ):  # steps that fit the minutes on this machine, measured now
+        bs = pick(args.batch_size, 32)
+        kinds = {"long": block_size, "short": short or None}
+        if args.task_corpus is not None:
+            kinds["task"] = task_block
+        per_step = {
+            k: seconds_per_step(config, size, bs, precision)
+            for k, size in kinds.items()
+            if size
+        }
+        fraction = pick(args.task_fraction, TASK_FRACTION) if args.task_corpus else 0
+        max_steps = budget_steps(minutes, per_step, fraction, max_steps)
+        budget = {
+            "minutes": minutes,
+            "seconds_per_step": per_step,
+            "cap": _pretrain_steps(device, precision),
+            "max_steps": max_steps,
+        }
+        atomic_write(plan_file, json.dumps(budget) + "\n")
+        if train_config is not None:
+            train_config.eval_every = train_config.save_every = max(1, max_steps // 10)
     corpus = args.corpus[0] if len(args.corpus) == 1 else list(args.corpus)
     stages = None  # one stage, max_steps long
     if args.task_corpus is not None:
         task = round(pick(args.task_fraction, TASK_FRACTION) * max_steps)
         stages = [(corpus, max_steps - task), (args.task_corpus, task, task_block)]
-    short = pick(args.short_block_size, 64 if block_size > 64 else 0)
     real_fit = pt.fit
 
     def fit(*a, **kw):  # the config pretrain builds, for Ctrl-C
@@ -235,12 +320,7 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
             corpus=corpus,
             out_dir=out,
             tokenizer=tokenizer,
-            config=pt.small_config(
-                vocab_size,
-                max_position_embeddings=max(512, block_size),
-                position_embedding_type=args.positions,
-                **sizes,
-            ),
+            config=config,
             objective=args.objective,
             position_init="sinusoidal" if args.positions == "absolute" else None,
             train_config=train_config,
@@ -258,6 +338,8 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         )
     finally:
         pt.fit = real_fit
+    if budget is not None:
+        metrics["steps_budget"] = budget
     if metrics.get("finished"):
         (out / "INCOMPLETE").unlink(missing_ok=True)
     return metrics
@@ -957,8 +1039,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--max-steps",
         type=_INT,
-        help="CPU with bf16: 7000 (under an hour on 2 cores); CPU in fp32: 4500; "
-        "GPU: 6000",
+        help="CPU: as many as fit --minutes, measured at the start, at most 7000 with "
+        "bf16 or 4500 in fp32; GPU: 6000",
+    )
+    q.add_argument(
+        "--minutes",
+        type=_FLOAT,
+        help="CPU, masked LM: the training time the step count is chosen for (each "
+        "kind of step is timed first); default 50, which leaves the rest of the hour "
+        "for the tokenizer, evaluations and saving",
     )
     q.add_argument(
         "--precision",

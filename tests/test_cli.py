@@ -592,3 +592,31 @@ def test_pretrain_task_block_size(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
     m = run_ok(capsys, base + ["--task-corpus", task, "--task-block-size", 16, "--out", tmp_path / "b"])
     assert m["stages"][-1]["block_size"] == 16 and m["finished"]
+
+
+def test_pretrain_steps_fit_the_minutes(tmp_path, capsys, monkeypatch):
+    import encoder_book.cli as cli
+    from encoder_book.pretraining import small_config
+
+    assert cli.budget_steps(10, {"long": 1.0}, 0, 10**6) == 600
+    # stage 1 (half): 90% short at 1 s, 10% long at 2 s; the task half at 0.5 s: 0.8 s
+    assert cli.budget_steps(10, {"long": 2.0, "short": 1.0, "task": 0.5}, 0.5, 10**6) == 750
+    assert cli.budget_steps(10, {"long": 1.0}, 0, 100) == 100       # never above the recipe
+    assert cli.budget_steps(0.001, {"long": 1.0}, 0, 100) == 10     # at least 10
+    assert cli.budget_steps(0.001, {"long": 1.0}, 0, 5) == 5
+    s = cli.seconds_per_step(small_config(50, hidden_size=16, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=32), 8, 2,
+                             "fp32", steps=2)
+    assert 0 < s < 10
+    monkeypatch.setattr(cli, "QUICK", False)                         # sizes stay quick
+    monkeypatch.setattr(cli, "_pretrain_steps", lambda device, precision: 1000)
+    timed = []
+    monkeypatch.setattr(cli, "seconds_per_step", lambda c, size, bs, p: timed.append(size) or 0.01)
+    corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
+    base = ["pretrain", "--corpus", corpus, "--vocab-size", 300, "--block-size", 32,
+            "--batch-size", 4, "--minutes", 0.002, "--out", tmp_path / "m"]
+    m = run_ok(capsys, base)
+    assert m["steps"] == 12 and m["steps_budget"]["max_steps"] == 12 and timed == [32]
+    saved = json.loads((tmp_path / "m" / "steps.json").read_text())
+    assert saved["minutes"] == 0.002 and saved["seconds_per_step"] == {"long": 0.01}
+    assert "not both" in run_err(capsys, base[:-2] + ["--max-steps", 5, "--out", tmp_path / "n"])

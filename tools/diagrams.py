@@ -461,7 +461,7 @@ def sentence_pair() -> Svg:
     a, b = ["he", "left", "early"], ["he", "went", "home"]
     tokens = ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
     segs = ["A"] * (len(a) + 2) + ["B"] * (len(b) + 1)
-    n, x0, cw = len(tokens), 6, 46
+    x0, cw = 6, 46
     s = Svg(420, 430, "A sentence pair: two segments, one label from [CLS]")
     s.text(210, 22, "Two texts, one input, one label", size=15, weight="bold")
     s.text(x0, 48, "text A", size=13, anchor="start", colour=MUTED)
