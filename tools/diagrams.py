@@ -490,6 +490,29 @@ def sentence_pair() -> Svg:
     return s
 
 
+def qa_windows() -> Svg:
+    s = Svg(420, 400, "Extractive QA: windows over a long context, a start and an end")
+    s.text(210, 22, "A question, a long context, windows", size=15, weight="bold")
+    s.box(10, 38, 400, 28, "context: 600 tokens", "white", size=13)
+    s.box(250, 38, 56, 28, "answer", "yellow", size=13)
+    for k, (x, colour) in enumerate(((10, "blue"), (150, "green"), (290, "orange"))):
+        y = 80 + 34 * k
+        s.box(x, y, 190 if k < 2 else 120, 26, f"window {k + 1}", colour, size=13)
+    s.text(210, 200, "windows overlap by stride tokens; each holds", size=13, colour=MUTED)
+    s.text(210, 218, "[CLS] question [SEP] its part of the context [SEP]", size=13,
+           colour=MUTED)
+    s.arrow(210, 226, 210, 244)
+    s.box(40, 246, 340, 40, ["encoder, then a linear layer: 2 scores", "per token (start, end)"],
+          "purple", size=14)
+    s.arrow(210, 286, 210, 304)
+    s.box(40, 306, 340, 40, ["best span over all windows:", "start <= end, at most 30 tokens"],
+          "green", size=14)
+    s.text(210, 370, "a window without the whole answer learns [CLS]", size=13,
+           colour=MUTED)
+    s.text(210, 388, "characters <-> tokens: the offset mapping", size=13, colour=MUTED)
+    return s
+
+
 DIAGRAMS = {
     "positional_encodings": positional_encodings,
     "input_embeddings": input_embeddings, "multi_head_attention": multi_head_attention,
@@ -497,6 +520,7 @@ DIAGRAMS = {
     "mlm_masking": mlm_masking, "finetune_cls": finetune_cls,
     "lstm_unrolled": lstm_unrolled, "pipeline": pipeline,
     "cloze_prompt": cloze_prompt, "sentence_pair": sentence_pair,
+    "qa_windows": qa_windows,
 }
 
 
