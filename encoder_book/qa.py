@@ -30,7 +30,7 @@ from .train import TrainConfig, fit
 
 # %% auto #0
 __all__ = ['QAExample', 'read_squad', 'split_by_article', 'normalize_answer', 'exact_match', 'f1_score', 'squad_scores',
-           'QAFeatures', 'prepare_features', 'best_spans', 'predict_answers', 'train_qa', 'sentence_baseline']
+           'QAFeatures', 'prepare_features', 'best_spans', 'predict_answers', 'sentence_baseline', 'train_qa']
 
 # %% ../chapters/11_question_answering.ipynb #11qa-006
 @dataclass
@@ -235,7 +235,8 @@ def best_spans(
     n_best: int = 20,
 ) -> dict[str, str]:
     """Each question's answer: over all its windows, the context span (end at or after
-    start, at most `max_answer_length` tokens) with the highest start + end score."""
+    start, at most `max_answer_length` tokens) with the highest start + end score,
+    widened to whole words."""
     best: dict[int, tuple[float, int, int]] = {}
     for i, (s, e) in enumerate(zip(start_logits, end_logits)):
         a = features.offsets[i]
@@ -253,8 +254,17 @@ def best_spans(
             q = int(features.example[i])
             if q not in best or score > best[q][0]:
                 best[q] = (score, int(chars[j, 0]), int(chars[k, 1]))
-    return {ex.id: (ex.context[best[q][1] : best[q][2]] if q in best else "")
+    return {ex.id: (_whole_words(ex.context, *best[q][1:]) if q in best else "")
             for q, ex in enumerate(examples)}
+
+
+def _whole_words(text: str, a: int, b: int) -> str:
+    "text[a:b], widened to whole words: a span that starts inside a word takes all of it."
+    while 0 < a < len(text) and text[a - 1].isalnum() and text[a].isalnum():
+        a -= 1
+    while 0 < b < len(text) and text[b - 1].isalnum() and text[b].isalnum():
+        b += 1
+    return text[a:b]
 
 
 @torch.no_grad()
@@ -281,6 +291,21 @@ def predict_answers(
     return best_spans(starts, ends, features, examples, max_answer_length)
 
 # %% ../chapters/11_question_answering.ipynb #11qa-018
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def sentence_baseline(examples: Sequence[QAExample]) -> dict[str, str]:
+    """Answer each question with the context sentence that shares the most words with
+    it: what surface overlap alone finds."""
+    words = lambda s: set(normalize_answer(s).split())
+    answers = {}
+    for e in examples:
+        q = words(e.question)
+        sentences = [m.group().strip() for m in _SENTENCE.finditer(e.context)]
+        answers[e.id] = max(sentences or [""], key=lambda s: len(q & words(s)))
+    return answers
+
+# %% ../chapters/11_question_answering.ipynb #11qa-021
 def train_qa(
     train: Sequence[QAExample],
     dev: Sequence[QAExample],
@@ -375,18 +400,3 @@ def train_qa(
             p.replace(out / p.name)  # config.json last: a folder with it is whole
         tmp.rmdir()
     return metrics
-
-# %% ../chapters/11_question_answering.ipynb #11qa-021
-_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
-
-
-def sentence_baseline(examples: Sequence[QAExample]) -> dict[str, str]:
-    """Answer each question with the context sentence that shares the most words with
-    it: what surface overlap alone finds."""
-    words = lambda s: set(normalize_answer(s).split())
-    answers = {}
-    for e in examples:
-        q = words(e.question)
-        sentences = [m.group().strip() for m in _SENTENCE.finditer(e.context)]
-        answers[e.id] = max(sentences or [""], key=lambda s: len(q & words(s)))
-    return answers

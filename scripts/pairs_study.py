@@ -206,6 +206,17 @@ def main() -> int:
         key = "bert.embeddings.token_type_embeddings.weight"
         start = load_file(str(pre / "model.safetensors"))[key]
         segments = {"pretrained_row_norms": [float(r.norm()) for r in start]}
+        # the same rows as pretraining drew them (seed 0, before any step)
+        from encoder_book.bert import BertConfig
+        from encoder_book.core import set_seed
+        from encoder_book.pretraining import SparseBertForMaskedLM
+
+        set_seed(0)
+        init = SparseBertForMaskedLM(BertConfig.from_pretrained(pre))
+        drawn = init.state_dict()[key]
+        segments["initial_row_norms"] = [float(r.norm()) for r in drawn]
+        segments["pretraining_moved"] = [float(r.norm()) for r in start - drawn]
+        segments["hidden_size"] = int(start.shape[1])
         for task in a.tasks:
             moved = []
             for seed in a.seeds:
