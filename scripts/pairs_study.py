@@ -52,6 +52,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-steps", type=int, default=1500)
     p.add_argument("--jobs", type=int, default=2, help="fine-tunes at once")
     p.add_argument("--summary", help="the compact JSON of the results (no paths)")
+    p.add_argument(
+        "--no-run",
+        action="store_true",
+        help="start nothing: summarise the runs that have finished",
+    )
     return p.parse_args()
 
 
@@ -68,6 +73,8 @@ def main() -> int:
     pre = out / "pretrained"
     pretrain = None
     if "pretrained" in a.arms:
+        if a.no_run and not (pre / "metrics.json").is_file():
+            sys.exit("pairs_study: --no-run, and the pretrained encoder is not there")
         if not (pre / "metrics.json").is_file() or (pre / "INCOMPLETE").exists():
             cmd = cli("pretrain", "--corpus", "wikitext-2", "--out", pre, "-q")
             cmd += ["--max-steps", str(a.pretrain_steps)]
@@ -106,8 +113,12 @@ def main() -> int:
         for arm in a.arms:
             for seed in a.seeds:
                 d = out / f"{task}-{arm}-seed{seed}"
-                runs.append((task, arm, seed, d, test))
-                if (d / "metrics.json").is_file() and not (d / "INCOMPLETE").exists():
+                done = (d / "metrics.json").is_file() and not (
+                    d / "INCOMPLETE"
+                ).exists()
+                if done or not a.no_run:
+                    runs.append((task, arm, seed, d, test))
+                if done or a.no_run:
                     continue
                 cmd = cli(
                     "finetune",
@@ -220,9 +231,10 @@ def main() -> int:
         for task in a.tasks:
             moved = []
             for seed in a.seeds:
-                w = load_file(
-                    str(out / f"{task}-pretrained-seed{seed}" / "model.safetensors")
-                )
+                f = out / f"{task}-pretrained-seed{seed}" / "model.safetensors"
+                if not f.is_file():
+                    continue
+                w = load_file(str(f))
                 moved.append([float(r.norm()) for r in w[key] - start])
             segments[f"{task}_fine_tuning_moved"] = moved
         log(f"segments: {segments}")
@@ -230,6 +242,9 @@ def main() -> int:
         "command": "scripts/pairs_study.py"
         + (f" --pretrain-steps {a.pretrain_steps}" if pretrain else ""),
         "seeds": a.seeds,
+        "runs_finished": {
+            t: {arm: len(v) for arm, v in arms.items()} for t, arms in results.items()
+        },
         "pretrain": pretrain,
         "results": results,
         "segment_embeddings": segments,
