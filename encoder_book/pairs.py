@@ -47,7 +47,8 @@ class OverlapBaseline:
     def fit(self, train: LabelledData) -> OverlapBaseline:
         if train.text_pairs is None:
             raise ValueError("the overlap baseline needs sentence pairs (text_pairs)")
-        x = np.array([word_overlap(a, b) for a, b in zip(train.texts, train.text_pairs)])
+        pairs = zip(train.texts, train.text_pairs)
+        x = np.array([word_overlap(a, b) for a, b in pairs])
         y = np.asarray(train.labels)
         labels = sorted(set(train.labels))
         best = (-1.0, 0.0, labels[0], labels[0])

@@ -259,7 +259,7 @@ def best_spans(
 
 
 def _whole_words(text: str, a: int, b: int) -> str:
-    "text[a:b], widened to whole words: a span that starts inside a word takes all of it."
+    "text[a:b], widened to whole words: a span starting inside a word takes all of it."
     while 0 < a < len(text) and text[a - 1].isalnum() and text[a].isalnum():
         a -= 1
     while 0 < b < len(text) and text[b - 1].isalnum() and text[b].isalnum():
@@ -355,7 +355,7 @@ def train_qa(
             num_attention_heads=quick(4, 2), intermediate_size=4 * h,
             max_position_embeddings=max(512, max_length), num_labels=2,
             pad_token_id=tok.pad_token_id, position_embedding_type="absolute",
-        ))  # learned positions: a model that transformers' BertForQuestionAnswering holds
+        ))  # learned positions: transformers' BertForQuestionAnswering holds them
     set_seed(seed)
     if init is not None:  # the new span layer starts from this seed
         model.qa_outputs.reset_parameters()
