@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'patch_to', 'data_dir', 'cache_dir', 'sha256', 'fetch',
-           'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
+__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'sha256', 'fetch', 'load_sst2',
+           'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
 QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in (
@@ -42,17 +42,6 @@ def get_device(prefer: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-# %% ../chapters/00_setup.ipynb #00setu-011
-def patch_to(cls):
-    """Attach the decorated function to `cls`: lets a chapter build a class one method
-    (and one cell) at a time."""
-
-    def add(f):
-        setattr(cls, getattr(f, "__func__", f).__name__, f)
-        return f
-
-    return add
 
 # %% ../chapters/00_setup.ipynb #00setu-014
 def data_dir() -> Path | None:

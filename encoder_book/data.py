@@ -16,7 +16,6 @@ from encoder_book.core import (
     cache_dir,
     data_dir,
     fetch,
-    patch_to,
     sha256,
     tiny_corpus,
     tiny_sentiment,
@@ -26,8 +25,8 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset',
-           'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
+           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'tokenize_dataset', 'make_batches',
+           'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -865,58 +864,56 @@ class TokenizedData:
             self.pad_token_id,
         )
 
-# %% ../chapters/00b_data.ipynb #00bdat-033
-@patch_to(TokenizedData)
-def collate(self, indices) -> dict[str, torch.Tensor]:
-    """A padded batch of the examples at `indices`: as wide as its longest member
-    (dynamic padding)."""
-    lengths = self.lengths[indices]
-    width = int(lengths.max())
-    input_ids = np.full(
-        (len(indices), width), self.pad_token_id, dtype=np.int64
-    )  # (batch, seq)
-    token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
-    for row, (i, n) in enumerate(zip(indices, lengths)):
-        a = self.offsets[i]
-        input_ids[row, :n] = self.ids[a : a + n]
-        if self.type_ids is not None:
-            token_type_ids[row, :n] = self.type_ids[a : a + n]
-    batch = {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": (
-            torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
-        ),
-        "token_type_ids": torch.from_numpy(token_type_ids),
-    }
-    if self.labels is not None:
-        batch["labels"] = torch.from_numpy(self.labels[indices].astype(np.int64))
-    return batch
+    def collate(self, indices) -> dict[str, torch.Tensor]:
+        """A padded batch of the examples at `indices`: as wide as its longest member
+        (dynamic padding)."""
+        lengths = self.lengths[indices]
+        width = int(lengths.max())
+        input_ids = np.full(
+            (len(indices), width), self.pad_token_id, dtype=np.int64
+        )  # (batch, seq)
+        token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
+        for row, (i, n) in enumerate(zip(indices, lengths)):
+            a = self.offsets[i]
+            input_ids[row, :n] = self.ids[a : a + n]
+            if self.type_ids is not None:
+                token_type_ids[row, :n] = self.type_ids[a : a + n]
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": (
+                torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
+            ),
+            "token_type_ids": torch.from_numpy(token_type_ids),
+        }
+        if self.labels is not None:
+            batch["labels"] = torch.from_numpy(self.labels[indices].astype(np.int64))
+        return batch
 
 
-def pad_collate(
-    examples: Sequence[dict], pad_token_id: int = 0
-) -> dict[str, torch.Tensor]:
-    """Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn`
-    for torch's DataLoader."""
-    width = max(len(e["input_ids"]) for e in examples)
-    pad = lambda xs, v: [list(x) + [v] * (width - len(x)) for x in xs]
-    batch = {
-        "input_ids": torch.tensor(
-            pad([e["input_ids"] for e in examples], pad_token_id)
-        ),
-        "attention_mask": torch.tensor(
-            pad([[1] * len(e["input_ids"]) for e in examples], 0)
-        ),
-        "token_type_ids": torch.tensor(
-            pad(
-                [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in examples],
-                0,
-            )
-        ),
-    }
-    if "labels" in examples[0]:
-        batch["labels"] = torch.tensor([e["labels"] for e in examples])
-    return batch
+    def pad_collate(
+        examples: Sequence[dict], pad_token_id: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn`
+        for torch's DataLoader."""
+        width = max(len(e["input_ids"]) for e in examples)
+        pad = lambda xs, v: [list(x) + [v] * (width - len(x)) for x in xs]
+        batch = {
+            "input_ids": torch.tensor(
+                pad([e["input_ids"] for e in examples], pad_token_id)
+            ),
+            "attention_mask": torch.tensor(
+                pad([[1] * len(e["input_ids"]) for e in examples], 0)
+            ),
+            "token_type_ids": torch.tensor(
+                pad(
+                    [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in examples],
+                    0,
+                )
+            ),
+        }
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+        return batch
 
 # %% ../chapters/00b_data.ipynb #00bdat-034
 def _cache_key(tokenizer, max_length, *columns) -> str | None:

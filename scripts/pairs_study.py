@@ -51,13 +51,48 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--pretrain-steps", type=int, default=1500)
     p.add_argument("--jobs", type=int, default=2, help="fine-tunes at once")
+    p.add_argument(
+        "--threads", type=int, help="threads per run (default: the cores / --jobs)"
+    )
     p.add_argument("--summary", help="the compact JSON of the results (no paths)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the summary's results for the tasks and arms this run leaves out",
+    )
     p.add_argument(
         "--no-run",
         action="store_true",
         help="start nothing: summarise the runs that have finished",
     )
     return p.parse_args()
+
+
+def merged(old: dict, new: dict) -> dict:
+    """`new`, plus the results of `old` for the (task, arm) pairs `new` does not have."""
+    out = {**old, **{k: v for k, v in new.items() if v is not None}}
+    if old.get("pretrain") and new.get("pretrain"):
+        # the fine-tunes already summarised started from the old run: keep its record
+        out["pretrain"] = old["pretrain"]
+        a, b = (r["pretrain"]["eval_masked_accuracy"] for r in (old, new))
+        if a != b:
+            log(f"warning: pretraining gave masked accuracy {b}, the summary has {a}")
+    out["threads_per_job"] = {
+        t: old.get("threads_per_job") for t in old.get("results", {})
+    } | {t: new["threads_per_job"] for t in new["results"]}
+    results = {t: dict(arms) for t, arms in old.get("results", {}).items()}
+    for task, arms in new["results"].items():
+        results.setdefault(task, {}).update(arms)
+    out["results"] = results
+    out["runs_finished"] = {
+        t: {arm: len(v) for arm, v in arms.items()} for t, arms in results.items()
+    }
+    segments = {**(old.get("segment_embeddings") or {})}
+    segments.update(
+        {k: v for k, v in (new.get("segment_embeddings") or {}).items() if v}
+    )
+    out["segment_embeddings"] = segments or None
+    return out
 
 
 def cli(*args) -> list[str]:
@@ -70,6 +105,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ENCODER_BOOK_DATA": str(data)}
     env.pop("ENCODER_BOOK_QUICK", None)
+    threads = a.threads or max(1, (os.cpu_count() or 2) // max(1, a.jobs))
+    env["OMP_NUM_THREADS"] = str(threads)
     pre = out / "pretrained"
     pretrain = None
     if "pretrained" in a.arms:
@@ -137,8 +174,7 @@ def main() -> int:
                     *extra[arm],
                 )
                 queue.append((d, cmd))
-    threads = max(1, (os.cpu_count() or 2) // max(1, a.jobs))
-    job_env = {**env, "OMP_NUM_THREADS": str(threads)}
+    job_env = env
     running: list = []
     while queue or running:
         while queue and len(running) < max(1, a.jobs):
@@ -250,6 +286,8 @@ def main() -> int:
         "segment_embeddings": segments,
         "threads_per_job": threads,
     }
+    if a.merge and a.summary and Path(a.summary).is_file():
+        summary = merged(json.loads(Path(a.summary).read_text()), summary)
     (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     if a.summary:
         Path(a.summary).parent.mkdir(parents=True, exist_ok=True)

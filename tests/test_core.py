@@ -25,20 +25,6 @@ def test_set_seed_repeats():
     core.set_seed(3); assert torch.equal(a, torch.randn(4))
 
 
-def test_patch_to_methods_and_classmethods():
-    class A:
-        pass
-
-    @core.patch_to(A)
-    def f(self): return 1
-
-    @core.patch_to(A)
-    @classmethod
-    def make(cls): return cls()
-
-    assert A().f() == 1 and isinstance(A.make(), A)
-
-
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     "No local data, an empty cache, and no network."
