@@ -25,8 +25,8 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'tokenize_dataset', 'make_batches',
-           'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
+           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset',
+           'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -889,31 +889,31 @@ class TokenizedData:
             batch["labels"] = torch.from_numpy(self.labels[indices].astype(np.int64))
         return batch
 
-
-    def pad_collate(
-        examples: Sequence[dict], pad_token_id: int = 0
-    ) -> dict[str, torch.Tensor]:
-        """Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn`
-        for torch's DataLoader."""
-        width = max(len(e["input_ids"]) for e in examples)
-        pad = lambda xs, v: [list(x) + [v] * (width - len(x)) for x in xs]
-        batch = {
-            "input_ids": torch.tensor(
-                pad([e["input_ids"] for e in examples], pad_token_id)
-            ),
-            "attention_mask": torch.tensor(
-                pad([[1] * len(e["input_ids"]) for e in examples], 0)
-            ),
-            "token_type_ids": torch.tensor(
-                pad(
-                    [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in examples],
-                    0,
-                )
-            ),
-        }
-        if "labels" in examples[0]:
-            batch["labels"] = torch.tensor([e["labels"] for e in examples])
-        return batch
+# %% ../chapters/00b_data.ipynb #00bdat-033
+def pad_collate(
+    examples: Sequence[dict], pad_token_id: int = 0
+) -> dict[str, torch.Tensor]:
+    """Pad a list of examples (dicts of `input_ids`, ...) into a batch: a `collate_fn`
+    for torch's DataLoader."""
+    width = max(len(e["input_ids"]) for e in examples)
+    pad = lambda xs, v: [list(x) + [v] * (width - len(x)) for x in xs]
+    batch = {
+        "input_ids": torch.tensor(
+            pad([e["input_ids"] for e in examples], pad_token_id)
+        ),
+        "attention_mask": torch.tensor(
+            pad([[1] * len(e["input_ids"]) for e in examples], 0)
+        ),
+        "token_type_ids": torch.tensor(
+            pad(
+                [e.get("token_type_ids", [0] * len(e["input_ids"])) for e in examples],
+                0,
+            )
+        ),
+    }
+    if "labels" in examples[0]:
+        batch["labels"] = torch.tensor([e["labels"] for e in examples])
+    return batch
 
 # %% ../chapters/00b_data.ipynb #00bdat-034
 def _cache_key(tokenizer, max_length, *columns) -> str | None:
