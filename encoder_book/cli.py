@@ -2,7 +2,7 @@
 
 # %% ../chapters/07b_cli.ipynb #07bcli-003
 from __future__ import annotations
-import argparse, contextlib, csv, errno, io, json, os, shutil, signal, sys, textwrap
+import argparse, contextlib, errno, json, os, shutil, signal, sys, textwrap
 import warnings
 from pathlib import Path
 from . import __version__
@@ -15,8 +15,8 @@ from encoder_book.data import (
     atomic_write,
     load_corpus,
     load_labelled,
+    load_texts,
     prepare_out,
-    read_text,
     tokenize_dataset,  # noqa: F401 (the cells of this page use it)
 )
 from encoder_book.finetuning import (
@@ -403,135 +403,10 @@ def default_epochs(
     return float(min(epochs, budget / max(train_tokens, 1)))
 
 # %% ../chapters/07b_cli.ipynb #07bcli-018
-def _read_pairs(
-    source: str, text_column, pair_column, encoding
-) -> tuple[list[str], list[str]]:
-    """Sentence pairs to classify: stdin ('-') or a .txt file, `first<TAB>second` per
-    line; a .tsv/.csv/.jsonl file's two text columns (as load_labelled finds them)."""
-    from encoder_book.data import PAIR_COLUMNS
-
-    p = Path(source)
-    if source == "-" or p.suffix.lower() not in (".tsv", ".csv", ".jsonl", ".json"):
-        raw = sys.stdin.buffer.read() if source == "-" else None
-        text = raw.decode(encoding or "utf-8-sig") if raw is not None else None
-        text = read_text(p, encoding) if text is None else text
-        firsts, seconds = [], []
-        for ln, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise DataError(
-                    "<stdin>" if source == "-" else p,
-                    f"a sentence-pair model reads 'first<TAB>second' per line, found "
-                    f"{len(fields)} field{'s' if len(fields) != 1 else ''}",
-                    ln,
-                )
-            firsts.append(fields[0])
-            seconds.append(fields[1])
-        return firsts, seconds
-    text = read_text(p, encoding)
-    if p.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        for ln, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(p, f"not valid JSON ({e.msg})", ln) from None
-            if not isinstance(obj, dict):
-                raise DataError(p, "each line must be a JSON object", ln)
-            rows.append((ln, obj))
-        header = list(rows[0][1]) if rows else []
-        get = lambda obj, c: obj.get(c)
-    else:
-        reader = csv.reader(
-            io.StringIO(text, newline=""),
-            delimiter="\t" if p.suffix.lower() == ".tsv" else ",",
-            quoting=csv.QUOTE_NONE if p.suffix.lower() == ".tsv" else csv.QUOTE_MINIMAL,
-        )
-        table = [r for r in reader if any(f.strip() for f in r)]
-        header = [h.strip() for h in table[0]] if table else []
-        rows = list(enumerate(table[1:], 2))
-        get = lambda r, c: r[header.index(c)] if len(r) == len(header) else None
-    a, b = text_column, pair_column
-    if a is None or b is None:
-        known = next(
-            ((x, y) for x, y in PAIR_COLUMNS if {x, y} <= set(header)
-             and a in (None, x) and b in (None, y)),
-            (None, None),
-        )
-        a, b = a or known[0], b or known[1]
-    if a not in header or b not in header:
-        raise DataError(
-            p,
-            f"a sentence-pair model needs two text columns (found {header}; name them "
-            "with --text-column and --pair-column)",
-            1,
-        )
-    firsts, seconds = [], []
-    for ln, row in rows:
-        x, y = get(row, a), get(row, b)
-        if not isinstance(x, str) or not isinstance(y, str):
-            raise DataError(p, f"no text in {a!r} and {b!r}", ln)
-        firsts.append(x)
-        seconds.append(y)
-    return firsts, seconds
-
-
 def _is_pair_model(directory) -> bool:
     "True when the folder's metrics.json says it was trained on sentence pairs."
     m = Path(directory) / "metrics.json"
     return m.is_file() and bool(json.loads(m.read_text(encoding="utf-8")).get("pairs"))
-
-
-def _read_texts(
-    source: str, text_column: str | None, encoding: str | None
-) -> list[str]:
-    """Texts to classify: stdin ('-') or a .txt file, one per line; a .tsv/.csv/.jsonl
-    file's text column."""
-    from encoder_book.data import TEXT_COLUMNS
-
-    if source == "-":
-        raw = sys.stdin.buffer.read()
-        text = raw.decode(encoding or "utf-8-sig")
-        return [line for line in text.splitlines() if line.strip()]
-    p, suffix = Path(source), Path(source).suffix.lower()
-    text = read_text(p, encoding)
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        for ln, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(p, f"not valid JSON ({e.msg})", ln) from None
-            col = text_column or next((c for c in TEXT_COLUMNS if c in obj), None)
-            if not isinstance(obj, dict) or col not in obj:
-                raise DataError(
-                    p, f"no text field ({text_column or ' or '.join(TEXT_COLUMNS)})", ln
-                )
-            rows.append(str(obj[col]))
-        return rows
-    if suffix in (".tsv", ".csv"):
-        csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-        delim = "\t" if suffix == ".tsv" else ","
-        reader = csv.reader(
-            io.StringIO(text, newline=""),
-            delimiter=delim,
-            quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL,
-        )
-        rows = [r for r in reader if any(f.strip() for f in r)]
-        header = [h.strip() for h in rows[0]]
-        col = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
-        if col not in header:
-            raise DataError(
-                p, f"no text column (found {header}; name it with --text-column)", 1
-            )
-        return [r[header.index(col)] for r in rows[1:]]
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def _max_length(model_dir: Path) -> int:
@@ -581,7 +456,7 @@ def _predict_tags(args) -> dict:
 
     model, tok = load_tagger(args.model)
     model.to(get_device(args.device))
-    texts = _read_texts(args.input, args.text_column, args.encoding)
+    texts = load_texts(args.input, args.text_column, encoding=args.encoding)[0]
     words = [t.split() for t in texts]
     tags = predict_tags(model, tok, words, batch_size=args.batch_size)
     fmt = args.format or "tsv"
@@ -606,11 +481,11 @@ def cmd_predict(args) -> dict:
     model, tok, id2label = load_model(args)
     pairs = None
     if args.prompt is None and _is_pair_model(args.model):
-        texts, pairs = _read_pairs(
-            args.input, args.text_column, args.pair_column, args.encoding
+        texts, pairs = load_texts(
+            args.input, args.text_column, args.pair_column, True, args.encoding
         )
     else:
-        texts = _read_texts(args.input, args.text_column, args.encoding)
+        texts = load_texts(args.input, args.text_column, encoding=args.encoding)[0]
     probs = classify(
         model,
         tok,

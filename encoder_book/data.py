@@ -2,9 +2,10 @@
 
 # %% ../chapters/00b_data.ipynb #00bdat-003
 from __future__ import annotations
-import csv, hashlib, io, json, os, re, tempfile, zipfile
+import csv, hashlib, io, json, os, re, sys, tempfile, zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 from pathlib import Path
 from collections.abc import Sequence
 import numpy as np
@@ -25,8 +26,8 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'TokenizedData', 'pad_collate', 'tokenize_dataset',
-           'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
+           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'TokenizedData', 'pad_collate',
+           'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -408,7 +409,9 @@ def load_corpus(
 
 # %% ../chapters/00b_data.ipynb #00bdat-019
 TEXT_COLUMNS = ("sentence", "text", "review", "content", "document")
-LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "target")
+LABEL_COLUMNS: tuple[str, ...] = (
+    "label", "labels", "class", "category", "sentiment", "target"
+)
 LABEL_COLUMNS += ("Quality",)  # MRPC's name for its 0/1 label
 # two text columns: a sentence pair (GLUE's names, MRPC's, QQP's, SNLI's, BERT's)
 PAIR_COLUMNS = (
@@ -560,16 +563,20 @@ def _pick_columns(
     label_column,
     line: int | None,
     pair_column=None,
+    pairs: bool | None = None,
+    labelled: bool = True,
 ):
     """The text, label and second-text (None: single texts) columns: the names given,
-    else the usual names; with two columns, one known names the other."""
+    else the usual names; with two columns, one known names the other. `pairs`: True
+    insists on two text columns, False reads one, None takes what the file has;
+    `labelled=False`: no label column (its name is None)."""
     header = list(header)
-    pair = pair_column
-    if pair is None and text_column is None:  # a known pair of text columns
+    pair = pair_column if pairs is not False else None
+    if pairs is not False and pair is None and text_column is None:  # a known pair
         a, pair = next(((a, b) for a, b in PAIR_COLUMNS if {a, b} <= set(header)),
                        (None, None))
         text_column = a
-    elif text_column is None:  # --pair-column B: its known partner, else the usual
+    elif pair is not None and text_column is None:  # pair B: its known partner
         text_column = next((a for a, b in PAIR_COLUMNS if b == pair and a in header),
                            None)
     if pair is not None and pair not in header:
@@ -577,10 +584,21 @@ def _pick_columns(
             path, f"no second text column {pair!r} (found {header})", line
         )
     text = text_column or next((c for c in TEXT_COLUMNS if c in header), None)
+    if pairs and pair is None:  # --text-column A: its known partner
+        pair = next((b for a, b in PAIR_COLUMNS if a == text and b in header), None)
+    if pairs and pair is None:
+        raise DataError(
+            path,
+            f"a sentence-pair model needs two text columns (found {header}; name "
+            "them with --text-column and --pair-column)",
+            line,
+        )
     label = label_column or next(
         (c for c in LABEL_COLUMNS if c in header and c != text), None
     )
-    if len(header) == 2 and (text in header) != (
+    if not labelled:
+        label = None
+    if labelled and len(header) == 2 and (text in header) != (
         label in header
     ):  # e.g. review,stars or label,tweet
         other = next(c for c in header if c not in (text, label))
@@ -601,7 +619,7 @@ def _pick_columns(
             " with text_column / --text-column)",
             line,
         )
-    if label not in header or label == text:
+    if labelled and (label not in header or label == text):
         want = [label_column] if label_column else list(LABEL_COLUMNS)
         raise DataError(
             path,
@@ -609,13 +627,20 @@ def _pick_columns(
             " with label_column / --label-column)",
             line,
         )
-    if pair in (text, label):
+    if pair is not None and pair in (text, label):
         raise DataError(path, f"the second text column {pair!r} is used twice", line)
     return text, label, pair
 
 
 def _read_delimited(
-    path, text: str, delimiter: str, text_column, label_column, pair_column=None
+    path,
+    text: str,
+    delimiter: str,
+    text_column,
+    label_column,
+    pair_column=None,
+    pairs: bool | None = None,
+    labelled: bool = True,
 ):
     csv.field_size_limit(
         max(csv.field_size_limit(), 1 << 30)
@@ -626,7 +651,12 @@ def _read_delimited(
         delimiter=delimiter,
         quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
     )
-    header, texts, pairs, raw, lines = None, [], [], [], []
+    header: list[str] | None = None
+    texts: list[str] = []
+    seconds: list[str] = []
+    raw: list[str] = []
+    lines: list[int] = []
+    ti, li, bi = 0, None, None
     try:
         for row in reader:
             if not any(f.strip() for f in row):
@@ -635,9 +665,10 @@ def _read_delimited(
                 header = [h.strip() for h in row]
                 t, l, b = _pick_columns(
                     path, header, text_column, label_column, reader.line_num,
-                    pair_column,
+                    pair_column, pairs, labelled,
                 )
-                ti, li = header.index(t), header.index(l)
+                ti = header.index(t)
+                li = None if l is None else header.index(l)
                 bi = None if b is None else header.index(b)
                 continue
             if len(row) != len(header):
@@ -658,16 +689,29 @@ def _read_delimited(
                 )
             texts.append(row[ti])
             if bi is not None:
-                pairs.append(row[bi])
-            raw.append(row[li])
+                seconds.append(row[bi])
+            if li is not None:
+                raw.append(row[li])
             lines.append(reader.line_num)
     except csv.Error as e:
         raise DataError(path, f"cannot parse ({e})", reader.line_num) from None
-    return texts, raw, lines, (pairs if header and bi is not None else None)
+    return texts, raw, lines, (seconds if header and bi is not None else None)
 
 
-def _read_jsonl(path, text: str, text_column, label_column, pair_column=None):
-    texts, pairs, raw, lines, cols = [], [], [], [], None
+def _read_jsonl(
+    path,
+    text: str,
+    text_column,
+    label_column,
+    pair_column=None,
+    pairs: bool | None = None,
+    labelled: bool = True,
+):
+    texts: list[str] = []
+    seconds: list[str] = []
+    raw: list = []
+    lines: list[int] = []
+    cols = None
     for ln, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
@@ -685,7 +729,8 @@ def _read_jsonl(path, text: str, text_column, label_column, pair_column=None):
             )
         if cols is None:
             cols = _pick_columns(
-                path, list(obj), text_column, label_column, ln, pair_column
+                path, list(obj), text_column, label_column, ln, pair_column, pairs,
+                labelled,
             )
         for c in cols:
             if c is not None and c not in obj:
@@ -697,10 +742,11 @@ def _read_jsonl(path, text: str, text_column, label_column, pair_column=None):
                 )
         texts.append(obj[cols[0]])
         if cols[2] is not None:
-            pairs.append(obj[cols[2]])
-        raw.append(obj[cols[1]])
+            seconds.append(obj[cols[2]])
+        if cols[1] is not None:
+            raw.append(obj[cols[1]])
         lines.append(ln)
-    return texts, raw, lines, (pairs if cols and cols[2] is not None else None)
+    return texts, raw, lines, (seconds if cols and cols[2] is not None else None)
 
 # %% ../chapters/00b_data.ipynb #00bdat-022
 LABELLED = {"sst2": "sst2/{split}.tsv"}
@@ -807,6 +853,51 @@ def load_labelled(
         raise DataError(path, "no examples (only a header?)")
     labels, names = _to_int_labels(path, raw, lines, label_names)
     return LabelledData(texts, labels, names, pairs)
+
+
+def load_texts(
+    source,
+    text_column: str | None = None,
+    pair_column: str | None = None,
+    pairs: bool = False,
+    encoding: str | None = None,
+) -> tuple[list[str], list[str] | None]:
+    """Texts without labels, to classify: '-' (stdin) or a .txt file, a text per line
+    (`first<TAB>second` with `pairs`), or the text column of a .tsv/.csv/.jsonl file
+    (and with `pairs` its second text column, found as `load_labelled` finds it)."""
+    if source == "-":
+        where: Path | str = "<stdin>"
+        text, suffix = sys.stdin.buffer.read().decode(encoding or "utf-8-sig"), ".txt"
+    else:
+        where = Path(source)
+        text, suffix = read_text(where, encoding), where.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        texts, _, _, seconds = _read_jsonl(
+            where, text, text_column, None, pair_column, pairs, labelled=False
+        )
+        return texts, seconds
+    if suffix in (".tsv", ".csv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        texts, _, _, seconds = _read_delimited(
+            where, text, delimiter, text_column, None, pair_column, pairs, False
+        )
+        return texts, seconds
+    rows = [(n, t) for n, t in enumerate(text.splitlines(), 1) if t.strip()]
+    if not pairs:
+        return [t for _, t in rows], None
+    firsts, seconds = [], []
+    for n, line in rows:
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise DataError(
+                where,
+                "a sentence pair is 'first<TAB>second' on one line, found "
+                f"{len(fields)} field{'s' if len(fields) != 1 else ''}",
+                n,
+            )
+        firsts.append(fields[0])
+        seconds.append(fields[1])
+    return firsts, seconds
 
 # %% ../chapters/00b_data.ipynb #00bdat-031
 @dataclass
@@ -1081,11 +1172,12 @@ def dataloader(
     e.g. for worker processes."""
     from functools import partial
 
+    batches = make_batches(
+        data.lengths, batch_size, shuffle, bucket, seed, epoch, drop_last
+    )
     return torch.utils.data.DataLoader(
-        data,
-        batch_sampler=make_batches(
-            data.lengths, batch_size, shuffle, bucket, seed, epoch, drop_last
-        ),
+        cast(torch.utils.data.Dataset, data),  # map-style: __len__ and __getitem__
+        batch_sampler=cast(list[list[int]], batches),  # index arrays, one a batch
         collate_fn=partial(pad_collate, pad_token_id=data.pad_token_id),
         **kwargs,
     )
