@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
-from .core import QUICK, get_device, set_seed
-from .data import LabelledData, atomic_write, tokenize_dataset
+from .core import QUICK, get_device
+from .data import atomic_write
 from .tokenizer import WordPieceTokenizer
-from .train import ModelOutput, TrainConfig, evaluate, fit
+from .bert import SequenceClassifierOutput
 
 # %% auto #0
 __all__ = ['POOLINGS', 'LSTM_PRESETS', 'lstm_update', 'LSTMCell', 'LSTM', 'LSTMClassifierConfig', 'LSTMClassifier', 'lstm_preset',
-           'train_lstm_classifier', 'load_lstm_classifier']
+           'load_lstm_classifier']
 
 # %% ../chapters/05_lstm_baseline.ipynb #05lstm-008
 def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -152,7 +152,10 @@ class LSTM(nn.Module):
         for layer in range(num_layers):
             n_in = input_size if layer == 0 else hidden_size * self.num_directions
             for sfx in ("", "_reverse")[: self.num_directions]:  # nn.LSTM's order
-                shapes = {"weight_ih": (H, n_in), "weight_hh": (H, hidden_size)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (H, n_in),
+                    "weight_hh": (H, hidden_size),
+                }
                 if bias:
                     shapes.update(bias_ih=(H,), bias_hh=(H,))
                 for name, shape in shapes.items():
@@ -195,16 +198,18 @@ class LSTM(nn.Module):
         xw = F.linear(
             x, getattr(self, "weight_ih" + sfx), bias
         )  # (seq, batch, 4 hidden)
-        outputs = [None] * x.shape[0]
+        outputs: list[Tensor] = []  # in the order of the steps
         steps = reversed(range(x.shape[0])) if reverse else range(x.shape[0])
         for t in steps:
             h_new, c_new = lstm_update(xw[t] + F.linear(h, w_hh), c)  # (batch, hidden)
             if mask is None:
                 h, c = h_new, c_new
-                outputs[t] = h
+                outputs.append(h)
             else:  # padding leaves the state as it was
                 h, c = torch.where(mask[t], h_new, h), torch.where(mask[t], c_new, c)
-                outputs[t] = torch.where(mask[t], h_new, 0.0)  # and outputs zeros
+                outputs.append(torch.where(mask[t], h_new, 0.0))  # and outputs zeros
+        if reverse:
+            outputs.reverse()
         return torch.stack(outputs), h, c  # (seq, batch, hidden), (batch, hidden) x 2
 
     def forward(
@@ -217,7 +222,7 @@ class LSTM(nn.Module):
         """As nn.LSTM: (output, (h_n, c_n)); also a 2-D unbatched input or a
         PackedSequence."""
         packed = isinstance(input, PackedSequence)
-        if packed:
+        if isinstance(input, PackedSequence):
             if lengths is not None or attention_mask is not None:
                 raise ValueError(
                     "a PackedSequence carries its lengths: "
@@ -263,7 +268,7 @@ class LSTM(nn.Module):
                     "for an unbatched input, h_0 and c_0 must be 2-D "
                     "(num_layers * num_directions, hidden_size)"
                 )
-            hx = tuple(s.unsqueeze(1) for s in hx)  # (n_states, 1, hidden)
+            hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))  # (n_states, 1, hidden)
         for s in hx:
             if tuple(s.shape) != (n_states, batch, self.hidden_size):
                 raise ValueError(
@@ -271,7 +276,8 @@ class LSTM(nn.Module):
                     f"hidden_size) = {(n_states, batch, self.hidden_size)}, "
                     f"got {tuple(s.shape)}"
                 )
-        h_n, c_n = [], []
+        hs: list[Tensor] = []
+        cs: list[Tensor] = []
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):  # state k = layer * D + direction
@@ -280,13 +286,14 @@ class LSTM(nn.Module):
                     x, mask, hx[0][k], hx[1][k], layer, d == 1
                 )
                 outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
+                hs.append(h)
+                cs.append(c)
             x = torch.cat(outs, dim=-1) if D == 2 else outs[0]  # (seq, batch, D hidden)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)  # between layers only
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)  # (n_states, batch, hidden)
-        if packed:
+        h_n, c_n = torch.stack(hs), torch.stack(cs)  # (n_states, batch, hidden)
+        output: Tensor | PackedSequence
+        if isinstance(input, PackedSequence):
             order = input.sorted_indices
             xs = x if order is None else x.index_select(1, order)  # longest first
             lens = lengths if order is None else lengths[order.cpu()]
@@ -425,7 +432,7 @@ class LSTMClassifier(nn.Module):
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
         **kwargs,
-    ) -> ModelOutput:
+    ) -> SequenceClassifierOutput:
         """Logits (batch, num_labels), and the loss when labels are given; other keys
         ignored."""
         out, final, mask = self.encode(input_ids, attention_mask)
@@ -440,7 +447,7 @@ class LSTMClassifier(nn.Module):
             pooled = (out * m).sum(1) / m.sum(1).clamp(min=1)
         logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-        return ModelOutput(loss, logits)
+        return SequenceClassifierOutput(logits, loss)
 
     def save_pretrained(self, directory) -> Path:
         "Write model.safetensors (the state dict) and config.json into `directory`."
@@ -509,9 +516,6 @@ LSTM_PRESETS = (
         },
     }
 )
-_MODEL_KEYS = ("embedding_size", "hidden_size")
-
-
 def lstm_preset(device=None) -> dict:
     """The preset for this machine: 'quick' in quick mode, else 'gpu' or 'cpu' after the
     device."""
@@ -520,78 +524,10 @@ def lstm_preset(device=None) -> dict:
     return dict(LSTM_PRESETS["cpu" if get_device(device).type == "cpu" else "gpu"])
 
 
-def train_lstm_classifier(
-    train: LabelledData,
-    dev: LabelledData,
-    tokenizer: WordPieceTokenizer | None = None,
-    config: TrainConfig | None = None,
-    out_dir=None,
-    seed: int = 0,
-    **model_kwargs,
-) -> tuple[LSTMClassifier, dict]:
-    """Train an LSTMClassifier on `train` with the shared engine; returns the model and
-    metrics (dev_accuracy, ...)."""
-    if len(train) == 0 or len(dev) == 0:
-        raise ValueError(
-            f"need training and dev examples, got {len(train)} and {len(dev)}"
-        )
-    preset = lstm_preset(config.device if config is not None else None)
-    if config is None:
-        config = TrainConfig(
-            lr=preset["lr"],
-            epochs=preset["epochs"],
-            batch_size=preset["batch_size"],
-            metric="eval_accuracy",
-            save_every=None,
-            progress=False,
-        )
-    config = dataclasses.replace(config, seed=seed)
-    if tokenizer is None:
-        tokenizer = WordPieceTokenizer.train(
-            train.texts, vocab_size=preset["vocab_size"], progress=False
-        )
-    train_data = tokenize_dataset(tokenizer, train, max_length=config.max_length)
-    dev_data = tokenize_dataset(tokenizer, dev, max_length=config.max_length)
-    num_labels = max(train.num_labels, dev.num_labels)
-    id2label = train.id2label if train.label_names else None
-    set_seed(seed)
-    model = LSTMClassifier(
-        tokenizer.vocab_size,
-        num_labels=num_labels,
-        pad_token_id=tokenizer.pad_token_id,
-        id2label=id2label,
-        **{**{k: preset[k] for k in _MODEL_KEYS}, **model_kwargs},
-    )
-    history = fit(model, train_data, dev_data, config, out_dir=out_dir)
-    result = evaluate(model, dev_data, config.eval_batch_size)
-    best = history.best("eval_accuracy")
-    metrics = {
-        "dev_accuracy": result["accuracy"],
-        "dev_loss": result["loss"],
-        "best_dev_accuracy": best["eval_accuracy"] if best else result["accuracy"],
-        "train_seconds": history.train_seconds,
-        "params": sum(p.numel() for p in model.parameters()),
-        "steps": history.last("step", 0),
-        "train_examples": len(train),
-        "dev_examples": len(dev),
-        "num_labels": num_labels,
-        "vocab_size": tokenizer.vocab_size,
-        "seed": seed,
-        "model": dataclasses.asdict(model.config),
-    }
-    model.history = history
-    if out_dir is not None:
-        out = Path(out_dir)
-        model.save_pretrained(out)  # fit saved it too; this is the final word
-        tokenizer.save_pretrained(out)
-        atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return model, metrics
-
-
 def load_lstm_classifier(
     directory, impl: str | None = None
 ) -> tuple[LSTMClassifier, WordPieceTokenizer]:
-    "The model and tokenizer that `train_lstm_classifier` saved in `directory`."
+    "The LSTM classifier and tokenizer saved in `directory` (by `train_classifier`, say)."
     return LSTMClassifier.from_pretrained(
         directory, impl
     ), WordPieceTokenizer.from_pretrained(directory)

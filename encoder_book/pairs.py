@@ -63,5 +63,8 @@ class OverlapBaseline:
         return self
 
     def predict(self, data: LabelledData) -> np.ndarray:
-        x = np.array([word_overlap(a, b) for a, b in zip(data.texts, data.text_pairs)])
+        if data.text_pairs is None:
+            raise ValueError("OverlapBaseline needs sentence pairs (text_pairs is None)")
+        pairs = zip(data.texts, data.text_pairs)
+        x = np.array([word_overlap(a, b) for a, b in pairs])
         return np.where(x >= self.threshold, self.high, self.low)

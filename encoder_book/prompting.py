@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +65,7 @@ class Verbalizer:
     """Label -> the words that stand for it (`{"negative": ["terrible"], ...}`), in the
     order of the labels."""
 
-    def __init__(self, words: dict[str, str | Sequence[str]]):
+    def __init__(self, words: Mapping[str, str | Sequence[str]]):
         if not words:
             raise PromptError("a verbalizer needs at least one label")
         self.words = {
@@ -322,13 +322,13 @@ def zero_shot(
 def sample_k_shot(labels: Sequence[int], k: int, seed: int = 0) -> np.ndarray:
     """Indices of `k` examples of every class, drawn at random with `seed` (sorted);
     the same seed gives the same draw."""
-    labels = np.asarray(labels)
+    y_all = np.asarray(labels)
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise PromptError(f"k must be a whole number of at least 1, not {k!r}")
     rng = np.random.default_rng(seed)
     out = []
-    for y in np.unique(labels):
-        idx = np.flatnonzero(labels == y)
+    for y in np.unique(y_all):
+        idx = np.flatnonzero(y_all == y)
         if k > len(idx):
             raise PromptError(
                 f"k={k} examples per class, but class {int(y)} has only {len(idx)}"
@@ -354,6 +354,10 @@ def demonstrations(
 class PromptClassifier(nn.Module):
     """A masked LM read as a classifier: the label scores at the template's slot are its
     logits, so fine-tuning trains the MLM head itself (PET, LM-BFF)."""
+
+    pieces: Tensor  # buffers (registered in __init__)
+    word_label: Tensor
+    log_prior: Tensor | None
 
     def __init__(
         self,
@@ -383,7 +387,7 @@ class PromptClassifier(nn.Module):
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.verbalizer.labels))
 
-    def calibrate(self, inputs: Sequence[str] = CONTENT_FREE) -> PromptClassifier:
+    def calibrate(self, inputs: Sequence[str] | None = CONTENT_FREE) -> PromptClassifier:
         "From now on divide by the content-free prior (Zhao et al. 2021); `None`: undo."
         if inputs is None:
             self.log_prior = None

@@ -8,6 +8,7 @@ import re
 import shutil
 import warnings
 from collections import Counter, defaultdict
+from typing import Any
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,7 +89,10 @@ def read_conll(path, column: int = -1, iob: bool = True) -> list[Sentence]:
     """The sentences of a CoNLL file (`word ... tag` per line, a blank line after each
     sentence); `-DOCSTART-` lines are skipped, tags come from `column`."""
     p = Path(path)
-    sentences, words, tags, width = [], [], [], None
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    tags: list[str] = []
+    width: int | None = None
     for n, line in enumerate(read_text(p).split("\n"), 1):
         fields = line.split()
         if not fields or fields[0] == "-DOCSTART-":
@@ -168,7 +172,9 @@ def entity_scores(
     its type and both ends match), micro over all and per type; token accuracy."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
-    n_gold, n_pred, n_correct = Counter(), Counter(), Counter()
+    n_gold: Counter[str] = Counter()
+    n_pred: Counter[str] = Counter()
+    n_correct: Counter[str] = Counter()
     tokens = right = 0
     for k, (g, p) in enumerate(zip(gold, pred)):
         if len(g) != len(p):
@@ -457,6 +463,7 @@ def load_tagger(directory) -> tuple[nn.Module, WordPieceTokenizer]:
         raise DataNotFound(f"{d}: not a model folder (no config.json)")
     arch = json.loads((d / "config.json").read_text(encoding="utf-8"))
     arch = (arch.get("architectures") or ["?"])[0]
+    model: BertForTokenClassification | LSTMTagger
     if arch == "BertForTokenClassification":
         model = BertForTokenClassification.from_pretrained(d)
     elif arch == "LSTMTagger":
@@ -583,7 +590,7 @@ def train_tagger(
     )
     history = fit(model, train_data, dev_data, cfg)
     model.eval()
-    metrics = {
+    metrics: dict[str, Any] = {
         "model": kind,
         "dev": entity_scores(
             [s.tags for s in dev], predict_tags(model, tok, dev, max_length)
@@ -633,7 +640,7 @@ def error_analysis(
     """Sort entity errors into kinds: `boundary` (right type, overlapping span), `type`
     (same span, other type), `both`, `missed` and `spurious` (no overlap at all); with
     `words` and `known`, recall on entities with and without an unseen word."""
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     found = {"seen": [0, 0], "unseen": [0, 0]}  # [found, all]
     for k, (g, p) in enumerate(zip(gold, pred)):
         gs, ps = spans(g), spans(p)
@@ -657,7 +664,9 @@ def error_analysis(
             else:
                 kinds["missed"] += 1
         kinds["spurious"] += sum(not any(overlap(q, e) for e in gs) for q in ps - gs)
-    out = {k: kinds[k] for k in ("correct", "boundary", "type", "both", "missed")}
+    out: dict[str, float] = {
+        k: kinds[k] for k in ("correct", "boundary", "type", "both", "missed")
+    }
     out["spurious"] = kinds["spurious"]
     if words is not None and known is not None:
         out["recall_seen"] = found["seen"][0] / max(found["seen"][1], 1)

@@ -1,5 +1,5 @@
 """encoder_book.lstm: the cell's equations, parity with torch.nn.LSTM (state dicts both ways, outputs, states,
-gradients), padding, errors, the classifier, and train/save/load of train_lstm_classifier on the tiny data."""
+gradients), padding, errors, the classifier, and train/save/load through train_classifier("lstm") on the tiny data."""
 import json
 
 import pytest
@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import (
 )
 
 from encoder_book.data import LabelledData, load_labelled
+from encoder_book.finetuning import train_classifier
 from encoder_book.lstm import (
     LSTM,
     POOLINGS,
@@ -22,9 +23,7 @@ from encoder_book.lstm import (
     LSTMClassifierConfig,
     load_lstm_classifier,
     lstm_update,
-    train_lstm_classifier,
 )
-from encoder_book.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -452,41 +451,28 @@ def test_classifier_two_layers_unidirectional():
 # ---------------------------------------------------------------- training, saving, loading
 
 
-def tiny_config(**kw):
-    return TrainConfig(
-        **{
-            "device": "cpu",
-            "lr": 1e-2,
-            "epochs": 2,
-            "batch_size": 32,
-            "progress": False,
-            "save_every": None,
-            "log_every": 10,
-            **kw,
-        }
+def train_lstm(train, dev, out, seed=0, **kw):
+    "The package's pipeline for the LSTM (train_classifier, kind 'lstm'), saved in out."
+    kw = {"epochs": 4, "lr": 1e-2, "batch_size": 32, **kw}
+    metrics = train_classifier(
+        "lstm", train, dev, out_dir=out, seed=seed, device="cpu", progress=False, **kw
     )
+    model, _ = load_lstm_classifier(out)
+    return model, metrics
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("lstm")
     train, dev = load_labelled("tiny", "train"), load_labelled("tiny", "dev")
-    model, metrics = train_lstm_classifier(
-        train,
-        dev,
-        config=tiny_config(),
-        out_dir=out,
-        seed=0,
-        embedding_size=32,
-        hidden_size=32,
-    )
+    model, metrics = train_lstm(train, dev, out)
     return out, train, dev, model, metrics
 
 
-def test_train_lstm_classifier_learns_the_tiny_task(trained):
+def test_train_classifier_lstm_learns_the_tiny_task(trained):
     out, train, dev, model, metrics = trained
     assert metrics["dev_accuracy"] > 0.9  # chance is 0.5
-    for key in ("dev_accuracy", "train_seconds", "params", "dev_loss", "steps"):
+    for key in ("dev_accuracy", "train_seconds", "params", "steps"):
         assert key in metrics
     assert metrics["params"] == sum(p.numel() for p in model.parameters())
     names = {p.name for p in out.iterdir()}
@@ -495,6 +481,7 @@ def test_train_lstm_classifier_learns_the_tiny_task(trained):
         json.loads((out / "metrics.json").read_text())["dev_accuracy"]
         == metrics["dev_accuracy"]
     )
+    assert isinstance(model, LSTMClassifier)
 
 
 def test_save_load_round_trip(trained):
@@ -522,11 +509,9 @@ def test_save_load_round_trip(trained):
         LSTMClassifier.from_pretrained(out / "nothing-here")
 
 
-def test_training_is_deterministic(trained):
+def test_training_is_deterministic(trained, tmp_path):
     out, train, dev, model, metrics = trained
-    again, m2 = train_lstm_classifier(
-        train, dev, config=tiny_config(), seed=0, embedding_size=32, hidden_size=32
-    )
+    again, m2 = train_lstm(train, dev, tmp_path / "again")
     assert all(
         torch.equal(p, q)
         for p, q in zip(model.state_dict().values(), again.state_dict().values())
@@ -540,23 +525,23 @@ def test_string_labels_and_more_than_two_classes(tmp_path):
     names = ["negative", "positive", "honest"]
     train = LabelledData(base.texts[:600], labels[:600], names)
     dev = LabelledData(base.texts[600:700], labels[600:700], names)
-    model, metrics = train_lstm_classifier(
-        train,
-        dev,
-        config=tiny_config(max_steps=5),
-        out_dir=tmp_path,
-        seed=1,
-        embedding_size=16,
-        hidden_size=8,
-    )
+    model, metrics = train_lstm(train, dev, tmp_path, seed=1, epochs=1)
     assert metrics["num_labels"] == 3 and model.classifier.out_features == 3
-    loaded, _ = load_lstm_classifier(tmp_path)
-    assert loaded.config.id2label == {0: "negative", 1: "positive", 2: "honest"}
+    assert model.config.id2label == {0: "negative", 1: "positive", 2: "honest"}
 
 
-def test_train_rejects_empty_data():
+def test_train_rejects_empty_data(tmp_path):
     with pytest.raises(ValueError):
-        train_lstm_classifier(LabelledData([], []), load_labelled("tiny", "dev"))
+        train_lstm(LabelledData([], []), load_labelled("tiny", "dev"), tmp_path)
+
+
+def test_the_lstm_module_holds_models_only():
+    "The model file does not import the training engine (the pipeline is chapter 7's)."
+    import encoder_book.lstm as lstm_module
+
+    source = open(lstm_module.__file__, encoding="utf-8").read()
+    assert "from .train import" not in source and "encoder_book.train" not in source
+    assert not hasattr(lstm_module, "train_lstm_classifier")
 
 
 def test_from_pretrained_returns_a_model_in_eval_mode(tmp_path):
