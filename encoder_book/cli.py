@@ -436,9 +436,10 @@ def load_model(args) -> tuple:
         id2label = model.id2label
     model.to(get_device(args.device))
     if args.calibrate:
-        if not hasattr(model, "calibrate"):
+        calibrate = getattr(model, "calibrate", None)  # a PromptClassifier's
+        if calibrate is None:
             raise ArgumentError("--calibrate is for a prompt (--prompt or prompt.json)")
-        model.calibrate()
+        calibrate()
     return model, tok, id2label
 
 
@@ -681,7 +682,8 @@ def _check_folders(args, out: Path) -> None:
 
 def _training_flags(args, out: Path) -> dict:
     "The flags that train_classifier and train_tagger both take, as their keywords."
-    names = ("init", "tokenizer", "epochs", "lr", "batch_size", "max_length")
+    names: tuple[str, ...] = ("init", "tokenizer", "epochs", "lr", "batch_size")
+    names += ("max_length",)
     names += ("vocab_size", "seed", "device", "progress")
     return {**{k: getattr(args, k) for k in names}, "out_dir": out}
 

@@ -26,8 +26,9 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'TokenizedData', 'pad_collate',
-           'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
+           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'pad_rows', 'TokenizedData',
+           'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader',
+           'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -900,6 +901,22 @@ def load_texts(
     return firsts, seconds
 
 # %% ../chapters/00b_data.ipynb #00bdat-031
+def pad_rows(flat: np.ndarray | None, offsets, indices, fill: int) -> torch.Tensor:
+    """Rows `indices` of a flat array (row i is `flat[offsets[i]:offsets[i + 1]]`) as
+    one (batch, longest) int64 tensor, `fill` after each row's end; `flat=None`: the
+    attention mask (1 on the rows' tokens, 0 after)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    starts, lengths = offsets[indices], offsets[indices + 1] - offsets[indices]
+    width = int(lengths.max()) if len(indices) else 0
+    cols = np.arange(width)[None, :]  # (1, width)
+    inside = cols < lengths[:, None]  # (batch, width)
+    if flat is None:
+        return torch.from_numpy(inside.astype(np.int64))
+    out = np.full(inside.shape, fill, dtype=np.int64)
+    out[inside] = flat[(starts[:, None] + cols)[inside]]
+    return torch.from_numpy(out)
+
+
 @dataclass
 class TokenizedData:
     """Token ids of many texts, stored flat (ids + offsets) so that 67k sentences are a
@@ -958,23 +975,16 @@ class TokenizedData:
     def collate(self, indices) -> dict[str, torch.Tensor]:
         """A padded batch of the examples at `indices`: as wide as its longest member
         (dynamic padding)."""
-        lengths = self.lengths[indices]
-        width = int(lengths.max())
-        input_ids = np.full(
-            (len(indices), width), self.pad_token_id, dtype=np.int64
-        )  # (batch, seq)
-        token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
-        for row, (i, n) in enumerate(zip(indices, lengths)):
-            a = self.offsets[i]
-            input_ids[row, :n] = self.ids[a : a + n]
-            if self.type_ids is not None:
-                token_type_ids[row, :n] = self.type_ids[a : a + n]
+        input_ids = pad_rows(self.ids, self.offsets, indices, self.pad_token_id)
+        types = self.type_ids
         batch = {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": (
-                torch.from_numpy(np.arange(width)[None, :] < lengths[:, None]).long()
+            "input_ids": input_ids,  # (batch, seq)
+            "attention_mask": pad_rows(None, self.offsets, indices, 0),
+            "token_type_ids": (
+                torch.zeros_like(input_ids)
+                if types is None
+                else pad_rows(types, self.offsets, indices, 0)
             ),
-            "token_type_ids": torch.from_numpy(token_type_ids),
         }
         if self.labels is not None:
             batch["labels"] = torch.from_numpy(self.labels[indices].astype(np.int64))

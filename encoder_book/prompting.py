@@ -453,7 +453,9 @@ class PromptClassifier(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, directory, template=None, verbalizer=None):
+    def from_pretrained(
+        cls, directory, template=None, verbalizer=None
+    ) -> PromptClassifier:
         """A folder from save_pretrained, or any MLM folder with `template` and
         `verbalizer` given."""
         d = Path(directory)

@@ -23,6 +23,7 @@ from encoder_book.data import (
     DataError,
     atomic_write,
     make_batches,
+    pad_rows,
     read_text,
 )
 from .tokenizer import WordPieceTokenizer
@@ -158,18 +159,10 @@ class QAFeatures:
 
     def collate(self, indices) -> dict[str, Tensor]:
         "A padded batch of the windows at `indices`, with the answer positions."
-        lengths = self.lengths[indices]
-        width = int(lengths.max())
-        ids = np.full((len(indices), width), self.pad_token_id, dtype=np.int64)
-        types = np.zeros((len(indices), width), dtype=np.int64)  # (batch, seq)
-        for row, (i, n) in enumerate(zip(indices, lengths)):
-            a = self.offsets[i]
-            ids[row, :n], types[row, :n] = self.ids[a : a + n], self.type_ids[a : a + n]
-        mask = np.arange(width)[None, :] < lengths[:, None]  # (batch, seq)
         return {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask).long(),
-            "token_type_ids": torch.from_numpy(types),
+            "input_ids": pad_rows(self.ids, self.offsets, indices, self.pad_token_id),
+            "attention_mask": pad_rows(None, self.offsets, indices, 0),  # (batch, seq)
+            "token_type_ids": pad_rows(self.type_ids, self.offsets, indices, 0),
             "start_positions": torch.from_numpy(self.start[indices]),
             "end_positions": torch.from_numpy(self.end[indices]),
         }

@@ -26,6 +26,7 @@ from encoder_book.data import (
     LabelledData,
     atomic_write,
     make_batches,
+    pad_rows,
     read_text,
 )
 
@@ -292,21 +293,12 @@ class TaggedData:
 
     def collate(self, indices) -> dict[str, Tensor]:
         "A padded batch of the sentences at `indices`; padding is labelled -100."
-        lengths = self.lengths[indices]
-        width = int(lengths.max())
-        shape = (len(indices), width)
-        input_ids = np.full(shape, self.pad_token_id, dtype=np.int64)  # (batch, seq)
-        labels = np.full(shape, -100, dtype=np.int64)  # (batch, seq)
-        for row, (i, n) in enumerate(zip(indices, lengths)):
-            a = self.offsets[i]
-            input_ids[row, :n] = self.ids[a : a + n]
-            labels[row, :n] = self.labels[a : a + n]
-        mask = np.arange(width)[None, :] < lengths[:, None]  # (batch, seq)
+        input_ids = pad_rows(self.ids, self.offsets, indices, self.pad_token_id)
         return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(mask).long(),
-            "token_type_ids": torch.zeros(shape, dtype=torch.long),
-            "labels": torch.from_numpy(labels),
+            "input_ids": input_ids,  # (batch, seq)
+            "attention_mask": pad_rows(None, self.offsets, indices, 0),
+            "token_type_ids": torch.zeros_like(input_ids),
+            "labels": pad_rows(self.labels, self.offsets, indices, -100),
         }
 
 # %% ../chapters/09_tagging.ipynb #09tag-027

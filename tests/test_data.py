@@ -491,3 +491,19 @@ def test_load_texts_refuses_with_file_and_line(tmp_path, name, content, pairs, l
     with pytest.raises(DataError) as e:
         data.load_texts(tmp_path / name, pairs=pairs)
     assert e.value.line == line and words in e.value.problem and name in str(e.value)
+
+
+def test_pad_rows_equals_a_loop():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 9, size=30)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = rng.integers(1, 100, size=int(offsets[-1])).astype(np.int32)
+    idx = rng.permutation(30)[:11]
+    got, mask = data.pad_rows(flat, offsets, idx, -7), data.pad_rows(None, offsets, idx, 0)
+    width = int(lengths[idx].max())
+    assert got.shape == mask.shape == (11, width) and got.dtype == torch.int64
+    for row, i in enumerate(idx):
+        n = int(lengths[i])
+        assert got[row, :n].tolist() == flat[offsets[i] : offsets[i] + n].tolist()
+        assert (got[row, n:] == -7).all() and mask[row].tolist() == [1] * n + [0] * (width - n)
+    assert data.pad_rows(flat, offsets, [], 0).shape == (0, 0)
