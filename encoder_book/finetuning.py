@@ -5,6 +5,7 @@ from __future__ import annotations
 import json, math, re, shutil, warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -32,6 +33,9 @@ from encoder_book.train import (
     param_groups,
     predict,  # noqa: F401 (the cells of this page use it)
 )
+
+if TYPE_CHECKING:
+    from encoder_book.prompting import PromptClassifier
 
 # %% auto #0
 __all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
@@ -229,6 +233,7 @@ def finetune(
     )
     if strategy == "lora":
         merge_lora(model)
+    assert config.eval_batch_size is not None  # TrainConfig fills it from its preset
     result = evaluate(model, dev_data, config.eval_batch_size)
     model.requires_grad_(True)
     return {
@@ -354,7 +359,7 @@ class BowClassifier(nn.Module):
                 f"{vocab_size}, {num_labels}, {buckets}"
             )
         labels = {int(k): str(v) for k, v in (id2label or {}).items()} or None
-        self.config = {
+        self.config: dict[str, Any] = {
             "vocab_size": vocab_size,
             "num_labels": num_labels,
             "buckets": buckets,
@@ -495,7 +500,7 @@ def validation_split(
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     size = min(max_size, max(1, round(fraction * len(labels))))
-    valid = []
+    picked: list[int] = []
     for y in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == y))
         k = round(size * len(idx) / len(labels))
@@ -503,8 +508,8 @@ def validation_split(
             k = min(max(k, 1), len(idx) - 1)  # every class trains and validates
         else:
             k = 0
-        valid.extend(idx[:k].tolist())
-    valid = np.sort(np.asarray(valid, dtype=np.int64))
+        picked.extend(idx[:k].tolist())
+    valid = np.sort(np.asarray(picked, dtype=np.int64))
     train = np.setdiff1d(np.arange(len(labels)), valid)
     return train, valid
 
@@ -546,7 +551,7 @@ def _build_model(
     if kind == "transformer":
         from encoder_book.pretraining import small_config
 
-        names = {
+        names: dict[str, Any] = {
             "id2label": dict(id2label),
             "label2id": {n: i for i, n in id2label.items()},
         }
@@ -689,6 +694,7 @@ def train_classifier(
     train = _as_labelled(train, "train")
     dev = _as_labelled(dev, "dev", train.label_names)
     id2label = train.id2label
+    template = None  # the prompt, parsed
     if prompt is not None:  # the labels are the verbalizer's, in the data's order
         from encoder_book.prompting import Template, Verbalizer, _ordered
 
@@ -696,7 +702,7 @@ def train_classifier(
             Verbalizer.parse(verbalizer) if isinstance(verbalizer, str) else verbalizer,
             train,
         )
-        prompt = Template(prompt) if isinstance(prompt, str) else prompt
+        template = Template(prompt) if isinstance(prompt, str) else prompt
         id2label = dict(enumerate(verbalizer.labels))
     num_labels = max(train.num_labels, 2)
     if train.label_names is None and dev.num_labels > train.num_labels:
@@ -743,7 +749,6 @@ def train_classifier(
         tok.save_pretrained(work)
     # 2. the defaults this data and device call for
     full = tokenize_dataset(tok, train, max_length=512, progress=progress)
-    encode = lambda data: tokenize_dataset(tok, data, max_length=chosen["max_length"])
     given = {
         "epochs": epochs,
         "lr": lr,
@@ -753,18 +758,19 @@ def train_classifier(
         "patience": patience,
     }
     lengths = full.lengths
-    if prompt is not None:  # the template's own tokens count too
+    if template is not None:  # the template's own tokens count too
         from encoder_book.prompting import encode_prompts
 
-        lengths = lengths + len(encode_prompts(tok, [""], prompt, 1, 10**6)[0]) - 2
+        lengths = lengths + len(encode_prompts(tok, [""], template, 1, 10**6)[0]) - 2
     chosen = choose_defaults(
         kind, len(train), lengths, device, init is not None, **given
     )
     chosen["batch_size"] = min(chosen["batch_size"], len(train))
+    encode = lambda data: tokenize_dataset(tok, data, max_length=chosen["max_length"])
     # 3. model and training
     set_seed(seed)  # the random start (all weights, or a new head)
-    if prompt is not None:
-        model = _prompt_model(init, tok, prompt, verbalizer, chosen["max_length"])
+    if template is not None:
+        model = _prompt_model(init, tok, template, verbalizer, chosen["max_length"])
         max_length = chosen["max_length"]
         encode = lambda data: model.encode(data.texts, data.labels, max_length)
     else:
@@ -807,6 +813,7 @@ def train_classifier(
         metrics.update(steps=steps, total_steps=chosen["steps"])
         return metrics
     model.eval()
+    assert cfg.eval_batch_size is not None  # TrainConfig fills it from its preset
     result = evaluate(model, dev_data, cfg.eval_batch_size)
     best = history.best("eval_accuracy")
     report = classification_report(
@@ -841,7 +848,7 @@ def train_classifier(
         vocab_size=tok.vocab_size,
         num_labels=num_labels,
         label_names=[id2label[i] for i in range(num_labels)],
-        prompt=None if prompt is None else prompt.pattern,
+        prompt=None if template is None else template.pattern,
         verbalizer=None if verbalizer is None else verbalizer.words,
         train_examples=len(train),
         valid_examples=len(valid),
@@ -884,13 +891,14 @@ def load_classifier(directory) -> tuple[nn.Module, WordPieceTokenizer, dict[int,
         )
     if not (d / "config.json").is_file():
         raise DataError(d, "not a model folder (no config.json)")
+    model: nn.Module
     arch = (
         json.loads((d / "config.json").read_text(encoding="utf-8")).get("architectures")
         or ["?"]
     )[0]
     if arch == "BertForSequenceClassification":
         model = BertForSequenceClassification.from_pretrained(d)
-        id2label = dict(model.config.id2label)
+        id2label = dict(model.config.id2label or {})
     elif arch == "LSTMClassifier":
         from encoder_book.lstm import LSTMClassifier
 
@@ -935,7 +943,7 @@ def classify(
     if hasattr(model, "verbalizer"):  # a prompt (chapter 8): texts in its template
         if text_pairs is not None:
             raise ArgumentError("a prompt reads one text, not sentence pairs")
-        data = model.encode(texts, None, max_length)
+        data = cast("PromptClassifier", model).encode(texts, None, max_length)
     else:
         data = tokenize_dataset(
             tokenizer,

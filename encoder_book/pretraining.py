@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -208,15 +209,16 @@ class SparseBertForMaskedLM(BertForMaskedLM):
 
     def forward(
         self,
-        input_ids: Tensor,
+        input_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        **kwargs,
-    ) -> MaskedLMOutput:
-        if labels is None or not self.training or kwargs:
+        *args: Any,
+        **kwargs: Any,
+    ) -> MaskedLMOutput | tuple:
+        if labels is None or not self.training or args or kwargs:
             return super().forward(
-                input_ids, attention_mask, token_type_ids, labels, **kwargs
+                input_ids, attention_mask, token_type_ids, labels, *args, **kwargs
             )
         hidden = self.bert(
             input_ids, attention_mask, token_type_ids
@@ -446,6 +448,7 @@ def _train_config(
         cfg.eval_every = cfg.save_every = max(
             1, total // 10
         )  # ten points, ten checkpoints
+        assert cfg.device is not None  # TrainConfig resolves it
         cfg.compile = cfg.device.startswith("cuda")  # the GPU preset: bf16 + compile
     else:
         cfg = dataclasses.replace(
@@ -589,8 +592,8 @@ def pretrain(
         ts = unk_as_special(ts, unk) if unk_as_special_token else ts
         return pack_corpus(tokenizer, mark_documents(ts), size)
 
-    def sample(data: TokenizedData | None) -> TokenizedData | None:
-        if data is None or eval_blocks is None or eval_blocks >= len(data):
+    def sample(data: TokenizedData) -> TokenizedData:
+        if eval_blocks is None or eval_blocks >= len(data):
             return data
         return data.subset(
             np.unique(np.linspace(0, len(data) - 1, eval_blocks).astype(int))
@@ -614,6 +617,7 @@ def pretrain(
         )
     )
     set_seed(seed)
+    model: ElectraPretrainer | BertForMaskedLM
     if objective == "electra":
         gen = generator_config(train_model_config, generator_layers)
         model = ElectraPretrainer(
@@ -632,7 +636,8 @@ def pretrain(
         or (train_config.batch_size if train_config is not None else None)
         or TrainConfig(device=device, progress=False).batch_size
     )
-    runs = []
+    assert bs is not None  # TrainConfig fills it from its preset
+    runs: list[tuple[object, TokenizedData, int, int]] = []
     for (c, steps, size), ts in zip(plan, texts):
         size = size or block_size  # a stage's own block size, else the run's
         data = blocks(ts, size)
@@ -731,7 +736,13 @@ def pretrain(
         return metrics
     # 5. the files: the encoder HF loads (dropout as configured for fine-tuning)
     if info.main:
-        if objective == "electra":
+        if isinstance(model, BertForMaskedLM):
+            model.config = config
+            model.save_pretrained(out)
+            if config.roformer_compatible:
+                # HF's BERT refuses this folder; its RoFormer loads the copy
+                save_roformer(model, out / "roformer")
+        else:  # ELECTRA
             model.save_discriminator(out, config)
             # the generator is a small masked LM of its own (prompts can use it)
             model.save_generator(out / "generator", config)
@@ -739,16 +750,12 @@ def pretrain(
             metrics["discriminator_params"] = sum(
                 p.numel() for p in model.discriminator.parameters()
             )
-        else:
-            model.config = config
-            model.save_pretrained(out)
-            if config.roformer_compatible:
-                # HF's BERT refuses this folder; its RoFormer loads the copy
-                save_roformer(model, out / "roformer")
     # 6. final evaluation on the whole validation split
     if valid:
+        # the last stage's settings (TrainConfig fills eval_batch_size in)
+        assert cfg is not None and cfg.eval_batch_size is not None
         valid_data = blocks(valid, block_size)
-        mlm = model.generator if objective == "electra" else model
+        mlm = model if isinstance(model, BertForMaskedLM) else model.generator
         result = evaluate_mlm(
             mlm, valid_data, masker, cfg.eval_batch_size, cfg.precision
         )
@@ -764,7 +771,7 @@ def pretrain(
         for kind in KINDS:
             metrics[f"{prefix}{kind}_accuracy"] = result[f"{kind}_accuracy"]
             metrics[f"{prefix}{kind}_tokens"] = result[f"{kind}_tokens"]
-        if objective == "electra":
+        if not isinstance(model, BertForMaskedLM):  # ELECTRA: its discriminator too
             some = sample(valid_data)
             idx = np.arange(min(len(some), cfg.eval_batch_size))
             batch = masker(some.collate(idx), training=False)
@@ -904,13 +911,13 @@ class ElectraPretrainer(nn.Module):
         weights = {
             f"electra.{k}": v for k, v in bert.items() if not k.startswith("pooler.")
         }
-        head = self.rtd_head
+        first, last = (cast(nn.Linear, self.rtd_head[i]) for i in (0, 2))
         weights.update(
             {
-                "discriminator_predictions.dense.weight": head[0].weight,
-                "discriminator_predictions.dense.bias": head[0].bias,
-                "discriminator_predictions.dense_prediction.weight": head[2].weight,
-                "discriminator_predictions.dense_prediction.bias": head[2].bias,
+                "discriminator_predictions.dense.weight": first.weight,
+                "discriminator_predictions.dense.bias": first.bias,
+                "discriminator_predictions.dense_prediction.weight": last.weight,
+                "discriminator_predictions.dense_prediction.bias": last.bias,
             }
         )
         weights = {k: v.detach().clone().contiguous() for k, v in weights.items()}
