@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -59,7 +59,8 @@ def cuda_capability(device=None) -> tuple[int, int] | None:
     "The CUDA compute capability (major, minor) of `device`, or None without CUDA."
     if not torch.cuda.is_available():
         return None
-    return tuple(torch.cuda.get_device_capability(device))
+    major, minor = torch.cuda.get_device_capability(device)
+    return major, minor
 
 
 def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo") -> bool:
@@ -189,7 +190,8 @@ def param_groups(
             raise ValueError(
                 f"lr_scales names parameters the model does not have: {unknown[:5]}"
             )
-    groups, seen = {}, set()
+    groups: dict[tuple[bool, float], dict[str, Any]] = {}
+    seen: set[int] = set()
     for module in model.modules():
         for _, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
@@ -397,7 +399,7 @@ def predict(
     device = next(raw.parameters()).device
     was_training = raw.training
     raw.eval()
-    out = [None] * len(data)
+    out: list[torch.Tensor | None] = [None] * len(data)
     for idx in make_batches(data.lengths, batch_size, shuffle=False, bucket=True):
         batch = data.collate(idx)
         batch.pop("labels", None)
@@ -405,13 +407,15 @@ def predict(
         for row, i in enumerate(idx):
             out[i] = logits[row]
     raw.train(was_training)
-    return torch.stack(out)
+    return torch.stack(cast(list[torch.Tensor], out))  # every row filled
 
 # %% ../chapters/00c_training.ipynb #00ctra-025
 def rng_state() -> dict:
     """The states of every random generator a run uses: Python, NumPy, torch (CPU) and
     CUDA."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the legacy tuple (numpy's stubs type the default call as a dict)
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    name, keys, pos, has_gauss, gauss = legacy
     state = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
@@ -543,15 +547,16 @@ def save_model(model: nn.Module, directory) -> Path:
 
     raw, d = _unwrap(model), Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    if hasattr(raw, "save_pretrained"):
-        raw.save_pretrained(d)
+    save_pretrained = getattr(raw, "save_pretrained", None)
+    if save_pretrained is not None:
+        save_pretrained(d)
         return d
     with atomic_path(d / "model.safetensors") as tmp:
         save_weights(raw, str(tmp))  # shared (tied) tensors stored once
-    cfg = getattr(raw, "config", None)
+    cfg: Any = getattr(raw, "config", None)
     cfg = (
         dataclasses.asdict(cfg)
-        if dataclasses.is_dataclass(cfg)
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)
         else (
             cfg.to_dict()
             if hasattr(cfg, "to_dict")
@@ -715,6 +720,8 @@ def setup_run(
             "train_data must be a TokenizedData "
             "(see encoder_book.data.tokenize_dataset)"
         )
+    # __post_init__ filled in what the presets give
+    assert cfg.device is not None and cfg.batch_size is not None
     info = init_distributed(torch.device(cfg.device).type)
     device = torch.device(cfg.device)
     if device.type == "cuda" and info.world_size > 1:
@@ -747,7 +754,7 @@ def setup_run(
             if hasattr(torch.amp, "GradScaler")
             else torch.cuda.amp.GradScaler()
         )  # torch < 2.3
-    state = {
+    state: dict[str, Any] = {
         "step": 0,
         "epoch": 0,
         "batch": 0,
@@ -785,7 +792,8 @@ def setup_run(
     history = History(state["history"])
     history.stopped_early = state["stopped_early"]
 
-    fwd = torch.compile(model) if cfg.compile else model
+    # torch.compile of a module is a module (its stubs say only: a callable)
+    fwd = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     if info.world_size > 1:
         ids = [device.index] if device.type == "cuda" else None
         fwd = nn.parallel.DistributedDataParallel(
@@ -793,7 +801,7 @@ def setup_run(
         )
     metrics_file = out / "metrics.jsonl" if out is not None and info.main else None
     if (
-        metrics_file is not None
+        out is not None and metrics_file is not None
     ):  # a fresh run: an empty log; a resumed one: its checkpoint's
         atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in history))
         atomic_write(
@@ -831,6 +839,7 @@ def setup_run(
 def next_batch(run: TrainRun) -> np.ndarray:
     "The indices of the next global batch; an epoch's order depends on (seed, epoch)."
     cfg, state = run.config, run.state
+    assert cfg.batch_size is not None  # set by TrainConfig.__post_init__
     if run.batches_epoch != state["epoch"]:
         run.batches = [
             b
@@ -846,12 +855,15 @@ def next_batch(run: TrainRun) -> np.ndarray:
             if len(b) >= run.parts
         ]
         run.batches_epoch = state["epoch"]
+    assert run.batches is not None
     return run.batches[state["batch"]]
 
 
 def train_step(run: TrainRun, idx: np.ndarray) -> tuple[float, torch.Tensor]:
     "Step 2: forward/backward over the micro-batches of `idx`, clip, step: (lr, norm)."
     cfg, info, state, scaler = run.config, run.info, run.state, run.scaler
+    # filled in by setup_run and next_batch
+    assert run.batches is not None and run.run_sum is not None
     lr = run.scheduler.get_last_lr()[0]
     step_loss = torch.zeros((), dtype=torch.float64, device=run.device)
     micro = _shards(idx, run.train_data.lengths, cfg.grad_accum, info)
@@ -862,7 +874,8 @@ def train_step(run: TrainRun, idx: np.ndarray) -> tuple[float, torch.Tensor]:
         batch = _to(batch, run.device)
         weight = len(part) * info.world_size / len(idx)  # mean over the global batch
         last = k == len(micro) - 1
-        sync = run.fwd.no_sync() if info.world_size > 1 and not last else nullcontext()
+        ddp = cast(nn.parallel.DistributedDataParallel, run.fwd)  # when world_size > 1
+        sync = ddp.no_sync() if info.world_size > 1 and not last else nullcontext()
         with sync:
             with _autocast(run.device, cfg.precision):
                 loss = _get(run.fwd(**batch), "loss")
@@ -895,6 +908,7 @@ def log_step(run: TrainRun, lr: float, grad_norm) -> dict | None:
     step = run.step
     if step % run.config.log_every and step != run.total:
         return None
+    assert run.run_sum is not None  # set by setup_run
     rec = {
         "step": step,
         "epoch": round(step / run.per_epoch, 4),
@@ -914,6 +928,7 @@ def evaluate_step(run: TrainRun, write: Callable[[str], Any] = print) -> bool:
     due = step % cfg.eval_every == 0 if cfg.eval_every else state["batch"] == 0
     if run.eval_data is None or not (due or step == run.total):
         return False
+    assert cfg.eval_batch_size is not None  # set by TrainConfig.__post_init__
     result = evaluate(
         run.model, run.eval_data, cfg.eval_batch_size, cfg.precision, run.transform
     )
@@ -963,6 +978,7 @@ def checkpoint_step(run: TrainRun, stop: bool) -> Path | None:
     )
     if run.out is None or not (periodic or (stop and not early)):
         return None
+    assert run.run_sum is not None  # set by setup_run
     state["running"] = [run.run_sum.item(), run.run_n]
     now = time.perf_counter()
     state["seconds"] += now - run.t0
