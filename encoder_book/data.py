@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv, hashlib, io, json, os, re, sys, tempfile, zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 from pathlib import Path
 from collections.abc import Sequence
 import numpy as np
@@ -26,7 +26,7 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'pad_rows', 'TokenizedData',
+           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'pad_rows', 'Batchable', 'TokenizedData',
            'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader',
            'pack_corpus']
 
@@ -915,6 +915,19 @@ def pad_rows(flat: np.ndarray | None, offsets, indices, fill: int) -> torch.Tens
     out = np.full(inside.shape, fill, dtype=np.int64)
     out[inside] = flat[(starts[:, None] + cols)[inside]]
     return torch.from_numpy(out)
+
+
+
+class Batchable(Protocol):
+    """What the training engine needs of a data set (TokenizedData, and the tagging and
+    QA features of later chapters): its size, each example's length, padded batches."""
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+    def collate(self, indices) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass

@@ -26,7 +26,13 @@ from torch import nn
 from tqdm.auto import tqdm as _tqdm
 
 from .core import get_device, set_seed
-from .data import TokenizedData, atomic_path, atomic_write, make_batches
+from encoder_book.data import (
+    Batchable,
+    TokenizedData,  # noqa: F401 (the cells of this page use it)
+    atomic_path,
+    atomic_write,
+    make_batches,
+)
 
 # %% auto #0
 __all__ = ['CPU_BF16_AUTO', 'PRESETS', 'ModelOutput', 'cuda_capability', 'cpu_has_native_bf16', 'resolve_precision',
@@ -338,7 +344,7 @@ def _to(batch: dict, device) -> dict:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: TokenizedData,
+    data: Batchable,
     batch_size: int = 128,
     precision: str = "fp32",
     transform: Callable[[dict], dict] | None = None,
@@ -391,7 +397,7 @@ def evaluate(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, data: TokenizedData, batch_size: int = 128
+    model: nn.Module, data: Batchable, batch_size: int = 128
 ) -> torch.Tensor:
     """The model's logits for every example of `data`, in the order of `data` (one
     process)."""
@@ -651,8 +657,8 @@ class TrainRun:
 
     model: nn.Module  # the plain model (what is saved)
     fwd: nn.Module  # what batches go through: compiled and/or DDP
-    train_data: TokenizedData
-    eval_data: TokenizedData | None
+    train_data: Batchable
+    eval_data: Batchable | None
     config: TrainConfig
     info: DistInfo
     device: torch.device
@@ -705,8 +711,8 @@ _RESUME_KEYS = (
 
 def setup_run(
     model: nn.Module,
-    train_data: TokenizedData,
-    eval_data: TokenizedData | None = None,
+    train_data: Batchable,
+    eval_data: Batchable | None = None,
     config: TrainConfig | None = None,
     out_dir=None,
     resume: bool | str | Path = False,
@@ -717,7 +723,7 @@ def setup_run(
     cfg = config or TrainConfig()
     if not hasattr(train_data, "lengths") or not hasattr(train_data, "collate"):
         raise TypeError(
-            "train_data must be a TokenizedData "
+            "train_data must have lengths and collate, as a TokenizedData has "
             "(see encoder_book.data.tokenize_dataset)"
         )
     # __post_init__ filled in what the presets give
@@ -999,8 +1005,8 @@ def checkpoint_step(run: TrainRun, stop: bool) -> Path | None:
 # %% ../chapters/00c_training.ipynb #c58574b6
 def fit(
     model: nn.Module,
-    train_data: TokenizedData,
-    eval_data: TokenizedData | None = None,
+    train_data: Batchable,
+    eval_data: Batchable | None = None,
     config: TrainConfig | None = None,
     out_dir=None,
     resume: bool | str | Path = False,
