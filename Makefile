@@ -44,9 +44,10 @@ test-lib: setup
 test-fast: setup
 	$(MAKE) test-lib MARK="not slow"
 
-# ruff with the configuration in pyproject.toml ([tool.ruff]).
+# ruff and mypy with their configuration in pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: setup
-	$(BIN)/ruff check encoder_book tests tools
+	$(BIN)/ruff check encoder_book tests tools scripts
+	$(BIN)/mypy
 
 # What a reader should not meet on the pages, counted per chapter (a report: make test prints it last; the counts
 # that are zero are kept at zero by tests/test_book.py and tests/test_site.py).

@@ -474,7 +474,7 @@ def test_load_texts_lines_and_columns(tmp_path):
 def test_load_texts_pairs_from_lines_and_stdin(tmp_path, monkeypatch):
     (tmp_path / "p.txt").write_text("a\tb\nc\td\n", encoding="utf-8")
     assert data.load_texts(tmp_path / "p.txt", pairs=True) == (["a", "c"], ["b", "d"])
-    stdin = types.SimpleNamespace(buffer=io.BytesIO("one\ttwo\n".encode()))
+    stdin = types.SimpleNamespace(buffer=io.BytesIO(b"one\ttwo\n"))
     monkeypatch.setattr(sys, "stdin", stdin)
     assert data.load_texts("-", pairs=True) == (["one"], ["two"])
 
