@@ -294,7 +294,8 @@ class MultiHeadAttention(nn.Module):
         w, b = self._stacked_weights()  # (3 hidden, hidden), (3 hidden,)
         batch, seq, _ = x.shape
         qkv = F.linear(x, w, b).view(batch, seq, 3, self.num_heads, self.head_dim)
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
 
     def _stacked_weights(self) -> tuple[Tensor, Tensor | None]:
         lins = (self.query, self.key, self.value)
@@ -311,8 +312,11 @@ class MultiHeadAttention(nn.Module):
         # version counter moves; replaced: another tensor) instead of copying each call
         key = [(t.data_ptr(), t._version) for t in params]
         cache = self.__dict__.get("_stacked")
-        same = cache is not None and all(a is b for a, b in zip(cache[0], params))
-        if not same or cache[1] != key:
+        if (
+            cache is None
+            or not all(a is b for a, b in zip(cache[0], params))
+            or cache[1] != key
+        ):
             cache = self.__dict__["_stacked"] = (params, key, stack())
         return cache[2]
 

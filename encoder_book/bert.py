@@ -11,6 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -251,6 +252,7 @@ class BertConfig:
         "The config.json contents: our fields plus what HF's BertConfig expects."
         d = self.to_dict()
         # JSON keys are strings
+        assert self.id2label is not None  # __post_init__ fills it
         d["id2label"] = {str(k): v for k, v in self.id2label.items()}
         d.update(model_type="bert", architectures=[architecture])
         return d
@@ -309,6 +311,9 @@ class BertConfig:
 # %% ../chapters/04b_bert.ipynb #04bber-012
 class ModelOutput:
     "Indexed as HF's: out['logits'], out[0], to_tuple(); loss first, no None."
+
+    # set by @dataclass on each subclass
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def keys(self) -> list[str]:
         names = [f.name for f in dataclasses.fields(self)]
@@ -546,7 +551,7 @@ class BertPreTrainedModel(nn.Module):
         )
 
     def _backbone(self) -> BertModel:
-        return self.bert if hasattr(self, "bert") else self
+        return cast(BertModel, self.bert if hasattr(self, "bert") else self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self._backbone().embeddings.word_embeddings
@@ -848,6 +853,7 @@ class MaskedLMHead(nn.Module):
         # (batch, seq, hidden)
         h = self.LayerNorm(self.act(self.dense(hidden_states)))
         weight = word_embeddings if self.decoder is None else self.decoder.weight
+        assert weight is not None  # tied: forward is given the word embeddings
         # (batch, seq, vocab_size)
         return F.linear(h, weight, self.bias)
 
@@ -1118,7 +1124,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         loss = None
         if (start_positions is None) != (end_positions is None):
             raise ValueError("give both start_positions and end_positions, or neither")
-        if start_positions is not None:
+        if start_positions is not None and end_positions is not None:
             # a position outside the sequence (an answer cut off) is ignored, as in HF
             ignored = start.shape[1]
             s = start_positions.reshape(-1).clamp(0, ignored)

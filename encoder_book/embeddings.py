@@ -22,13 +22,15 @@ class BertEmbeddings(nn.Module):
     """BERT's input layer: token + learned position + segment embeddings, summed, then
     LayerNorm and dropout."""
 
+    position_ids: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         vocab_size: int,
         hidden_size: int,
         max_position_embeddings: int = 512,
         type_vocab_size: int = 2,
-        pad_token_id: int = 0,
+        pad_token_id: int | None = 0,
         layer_norm_eps: float = 1e-12,
         hidden_dropout_prob: float = 0.1,
     ):

@@ -219,19 +219,17 @@ class Encoder(nn.Module):
         mask = _padding_mask(
             attention_mask, hidden_states.shape[:2]
         )  # once for all layers
-        states, weights = (
-            [hidden_states] if output_hidden_states else None,
-            [] if output_attentions else None,
-        )
+        states: list[Tensor] | None = [hidden_states] if output_hidden_states else None
+        weights: list[Tensor] | None = [] if output_attentions else None
         for layer in self.layer:
             hidden_states, w = layer(hidden_states, mask, output_attentions)
-            if output_hidden_states:
+            if states is not None:
                 states.append(hidden_states)
-            if output_attentions:
+            if weights is not None:
                 weights.append(w)
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
-            if output_hidden_states:
+            if states is not None:
                 states[-1] = hidden_states
         return EncoderOutput(
             hidden_states,
@@ -249,7 +247,7 @@ if hasattr(
 
 
 def _padding_mask(
-    attention_mask: Tensor | None, shape: tuple[int, int]
+    attention_mask: Tensor | None, shape: tuple[int, ...]
 ) -> Tensor | None:
     "(batch, seq) 1/0 padding mask -> bool (batch, 1, 1, seq); None if none is padded."
     if attention_mask is None or attention_mask.dim() != 2:

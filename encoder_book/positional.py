@@ -37,6 +37,8 @@ class SinusoidalPositionalEncoding(nn.Module):
     """Adds the fixed sinusoidal encoding to a batch-first input (batch, seq, hidden).
     No parameters."""
 
+    pe: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, hidden_size: int, max_len: int = 512, base: float = 10000.0):
         super().__init__()
         self.hidden_size, self.base = hidden_size, base
@@ -132,6 +134,10 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 # %% ../chapters/02_positional_encoding.ipynb #02posi-040
 class RotaryEmbedding(nn.Module):
     "Rotary position embedding (RoPE), rotate-half convention: rotates q and k."
+
+    inv_freq: torch.Tensor  # buffers, registered in __init__
+    cos_cached: torch.Tensor
+    sin_cached: torch.Tensor
 
     def __init__(
         self, head_dim: int, max_position_embeddings: int = 2048, base: float = 10000.0

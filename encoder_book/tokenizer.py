@@ -9,8 +9,9 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from tqdm.auto import tqdm as _tqdm
 
@@ -218,7 +219,10 @@ def train_wordpiece(
         [w[0]] + ["##" + c for c in w[1:]] for w in word_counts
     ]  # symbols of each distinct word
     freqs = list(word_counts.values())
-    tok_freq, pair_freq, where, partners = Counter(), Counter(), {}, {}
+    tok_freq: Counter[str] = Counter()
+    pair_freq: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}  # pair -> the words that hold it
+    partners: dict[str, set[tuple[str, str]]] = {}  # token -> its pairs
 
     def add_pairs(i):
         for q in zip(words[i], words[i][1:]):
@@ -314,7 +318,9 @@ def _aligned_words(
 ) -> list[tuple[str, list[int]]]:
     "basic_tokenize, by character: words with the index in `text` of each char."
     strip = lowercase if strip_accents is None else strip_accents
-    words, cur, where = [], [], []
+    words: list[tuple[str, list[int]]] = []
+    cur: list[str] = []
+    where: list[int] = []
 
     def flush():
         if cur:
@@ -532,7 +538,8 @@ class WordPieceTokenizer:
 
     @property
     def all_special_ids(self) -> list[int]:
-        return [self._id(t) for t in self.all_special_tokens]
+        # each special token was added to the vocabulary, so has an id
+        return [cast(int, self._id(t)) for t in self.all_special_tokens]
 
     def _add(self, token: str, special: bool) -> int:
         if not isinstance(token, str) or not token:
@@ -593,7 +600,7 @@ class WordPieceTokenizer:
             raise TypeError(
                 f"tokens must be a str or a list of str, not {type(tokens).__name__}"
             )
-        return [self.convert_tokens_to_ids(t) for t in tokens]
+        return [cast(int, self.convert_tokens_to_ids(t)) for t in tokens]
 
     def convert_ids_to_tokens(
         self, ids, skip_special_tokens: bool = False
@@ -611,7 +618,7 @@ class WordPieceTokenizer:
                 if ids < self.vocab_size
                 else self.added_tokens[ids - self.vocab_size]
             )
-        toks = [self.convert_ids_to_tokens(int(i)) for i in ids]
+        toks = [cast(str, self.convert_ids_to_tokens(int(i))) for i in ids]
         return (
             [t for t in toks if t not in self._special] if skip_special_tokens else toks
         )
@@ -660,7 +667,8 @@ class WordPieceTokenizer:
                 "return_offsets_mapping is not available with never_split or "
                 "do_basic_tokenize=False (HF's fast tokenizer has neither)"
             )
-        out, pos = [], 0
+        out: list[tuple] = []
+        pos = 0
         parts = self._added_re.split(text) if self._added_re is not None else [text]
         for k, part in enumerate(parts):
             if k % 2:
@@ -694,7 +702,7 @@ class WordPieceTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         "Text to WordPiece tokens, without [CLS]/[SEP]."
-        return self.convert_ids_to_tokens(self._ids(text))
+        return cast(list[str], self.convert_ids_to_tokens(self._ids(text)))
 
     def encode(
         self,
@@ -813,7 +821,7 @@ class WordPieceTokenizer:
                 ]
             return out
 
-        cols = {
+        cols: dict[str, list[list]] = {
             k: []
             for k in (
                 "input_ids",
@@ -882,7 +890,7 @@ class WordPieceTokenizer:
             "special_tokens_mask": return_special_tokens_mask,
             "offset_mapping": return_offsets_mapping,
         }
-        out = {k: v for k, v in cols.items() if keep.get(k, True)}
+        out: dict[str, list] = {k: v for k, v in cols.items() if keep.get(k, True)}
         if return_length:
             out["length"] = [sum(m) for m in cols["attention_mask"]]
         if return_overflowing_tokens:
@@ -1085,6 +1093,7 @@ def truncate_pair(
         if strategy == "only_second" and b is None:
             raise ValueError("Truncation error: Second sequence not provided")
         target = a if strategy == "only_first" else b
+        assert target is not None  # only_second: b was checked above
         extra = len(a) + len(b or []) - budget
         if len(target) <= extra:
             raise ValueError(
@@ -1097,7 +1106,8 @@ def truncate_pair(
         )
     if wb is None:
         return [(x, None) for x in wa]
-    out = [(wa[0], wb[0])]  # HF's order: a's overflow with b, then b's
+    # HF's order: a's overflow with b, then b's
+    out: list[tuple[list, list | None]] = [(wa[0], wb[0])]
     for x in wa[1:]:
         out += [(x, wb[0])] + [(x, y) for y in wb[1:]]
     out += [(wa[0], y) for y in wb[1:]]
@@ -1133,6 +1143,7 @@ def _to_tensors(out: dict, return_tensors: str | None) -> dict:
             "sequences have different lengths: use padding=True (and truncation=True) "
             "to return tensors"
         )
+    conv: Callable[[list], Any]
     if return_tensors == "pt":
         import torch
 
@@ -1210,7 +1221,11 @@ def pad_rows(
         )
     out = {}
     for key, col in list(rows.items()) + [(None, e) for e in extra or []]:
-        value = pad_id if key == "input_ids" else _PAD_VALUE.get(key)
+        value = (
+            pad_id
+            if key == "input_ids"
+            else None if key is None else _PAD_VALUE.get(key)
+        )  # the extra rows (key None) are padded with None
         new = []
         for r in col:
             fill = [value] * max(width - len(r), 0)
@@ -1223,7 +1238,7 @@ def pad_rows(
 
 
 def _width(
-    lengths: list[int], strategy: str, max_length: int | None, multiple: int | None
+    lengths: list[int], strategy: str, max_length: int, multiple: int | None
 ) -> int | None:
     if strategy == "do_not_pad":
         return None
@@ -1266,7 +1281,7 @@ def tokenizer_json(tok: WordPieceTokenizer) -> dict:
         "padding": None,
         "added_tokens": [
             _added_entry(ids[t], t, t in tok._special)
-            for t in sorted(tok._special | set(tok.added_tokens), key=ids.get)
+            for t in sorted(tok._special | set(tok.added_tokens), key=lambda t: ids[t])
         ],
         "normalizer": {
             "type": "BertNormalizer",
@@ -1328,7 +1343,7 @@ def save_tokenizer(tok: WordPieceTokenizer, directory) -> Path:
         **tok.special_tokens_map,
         "added_tokens_decoder": {
             str(ids[t]): _added_entry(ids[t], t, t in tok._special)
-            for t in sorted(tok._special | set(tok.added_tokens), key=ids.get)
+            for t in sorted(tok._special | set(tok.added_tokens), key=lambda t: ids[t])
         },
     }
     for e in config["added_tokens_decoder"].values():
@@ -1384,8 +1399,8 @@ def _read_tokenizer_json(path: Path) -> tuple[list[str], dict, list]:
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
         model = spec["model"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a tokenizer.json file ({e})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a tokenizer.json file ({err})") from None
     if model.get("type") != "WordPiece":
         raise ValueError(f"{path} holds a {model.get('type')} tokenizer, not WordPiece")
     if model.get("continuing_subword_prefix", "##") != "##":
@@ -1451,7 +1466,7 @@ def _read_tokenizer_json(path: Path) -> tuple[list[str], dict, list]:
             )
         opts.update(cls_token=cls, sep_token=sep)
     vocab = [t for t, _ in by_id]
-    added = []
+    added: list[tuple[str, bool]] = []
     for e in sorted(spec.get("added_tokens", []), key=lambda e: e["id"]):
         if e["content"] in model["vocab"]:
             continue
@@ -1492,7 +1507,8 @@ def load_tokenizer_files(path) -> tuple[list[str], dict, list]:
             f"no vocabulary file at {p}"
             + (" (looked for vocab.txt and tokenizer.json)" if p.is_dir() else "")
         )
-    opts, added = {}, []
+    opts: dict = {}
+    added: list[tuple[str, bool]] = []
     if found.suffix == ".json":
         vocab, opts, added = _read_tokenizer_json(found)
     else:
