@@ -11,7 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -493,6 +493,9 @@ class Embeddings(BertEmbeddings):
         return self.dropout(self.LayerNorm(x))
 
 # %% ../chapters/04b_bert.ipynb #04bber-017
+_Model = TypeVar("_Model", bound="BertPreTrainedModel")  # from_pretrained: cls's type
+
+
 class BertPreTrainedModel(nn.Module):
     "What all models share: a config, HF's initialisation, conveniences, files."
 
@@ -661,10 +664,14 @@ class BertPreTrainedModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory, ignore_mismatched_sizes: bool = False, **config_overrides
-    ) -> BertPreTrainedModel:
+        cls: type[_Model],
+        directory,
+        ignore_mismatched_sizes: bool = False,
+        **config_overrides,
+    ) -> _Model:
         "Load a directory written by save_pretrained, ours or HF's, in eval mode."
-        return load_model(cls, directory, ignore_mismatched_sizes, **config_overrides)
+        model = load_model(cls, directory, ignore_mismatched_sizes, **config_overrides)
+        return cast(_Model, model)
 
 
 def _checkpointed_forward(layer: nn.Module, kwargs: dict, *args):

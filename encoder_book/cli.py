@@ -443,12 +443,72 @@ def load_model(args) -> tuple:
     return model, tok, id2label
 
 
-def _is_tagger(directory) -> bool:
+def _architectures(directory) -> set[str]:
+    "The model classes a folder's config.json names (empty: no such folder)."
     f = Path(directory) / "config.json"
     if not f.is_file():
-        return False
-    arch = json.loads(f.read_text(encoding="utf-8")).get("architectures") or []
-    return bool(set(arch) & {"BertForTokenClassification", "LSTMTagger"})
+        return set()
+    return set(json.loads(f.read_text(encoding="utf-8")).get("architectures") or [])
+
+
+def _is_tagger(directory) -> bool:
+    taggers = {"BertForTokenClassification", "LSTMTagger"}
+    return bool(_architectures(directory) & taggers)
+
+
+def _is_qa_model(directory) -> bool:
+    return "BertForQuestionAnswering" in _architectures(directory)
+
+
+def _predict_qa(args) -> dict:
+    "predict with a span extractor: the answer to each question, read from its context."
+    from encoder_book.qa import load_qa, predict_answers, read_questions
+
+    if args.input == "-":
+        raise ArgumentError(
+            "a question-answering model reads a file: SQuAD .json, or .jsonl lines "
+            'with "question" and "context"'
+        )
+    model, tok, windows = load_qa(args.model)
+    model.to(get_device(args.device))
+    examples = read_questions(args.input)
+    answers = predict_answers(
+        model, tok, examples, windows["max_length"], windows["stride"],
+        batch_size=args.batch_size,
+    )
+    rows = [{"id": e.id, "question": e.question, "answer": answers.get(e.id, "")}
+            for e in examples]
+    if (args.format or "jsonl") == "jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    else:
+        clean = lambda t: " ".join(t.split())
+        text = "id\tquestion\tanswer\n" + "".join(
+            "\t".join(clean(str(r[k])) for k in ("id", "question", "answer")) + "\n"
+            for r in rows
+        )
+    return {"_text": text, "examples": len(rows)}
+
+
+def _evaluate_qa(args) -> dict:
+    "evaluate with a span extractor on a SQuAD file: exact match and F1 (official)."
+    from encoder_book.qa import load_qa, predict_answers, read_squad, squad_scores
+
+    model, tok, windows = load_qa(args.model)
+    model.to(get_device(args.device))
+    examples = read_squad(args.data)
+    unanswered = [e.id for e in examples if not e.answers]
+    if unanswered:
+        raise DataError(args.data, f"question {unanswered[0]} has no gold answer "
+                        f"({len(unanswered)} such): nothing to score against")
+    answers = predict_answers(model, tok, examples, windows["max_length"],
+                              windows["stride"], batch_size=args.batch_size)
+    report = {**squad_scores(answers, examples), "data": str(args.data)}
+    print(f"exact match {report['exact_match']:.2f}%  F1 {report['f1']:.2f}%  "
+          f"({report['questions']} questions)", file=sys.stderr)
+    save = Path(args.save) if args.save else Path(args.model) / "evaluation.json"
+    atomic_write(save, json.dumps({**report, "answers": answers}, indent=1) + "\n")
+    return {"exact_match": report["exact_match"], "f1": report["f1"],
+            "questions": report["questions"], "saved": str(save)}
 
 
 def _predict_tags(args) -> dict:
@@ -479,6 +539,8 @@ def cmd_predict(args) -> dict:
     stdout."""
     if args.prompt is None and _is_tagger(args.model):
         return _predict_tags(args)
+    if args.prompt is None and _is_qa_model(args.model):
+        return _predict_qa(args)
     model, tok, id2label = load_model(args)
     pairs = None
     if args.prompt is None and _is_pair_model(args.model):
@@ -584,6 +646,8 @@ def cmd_evaluate(args) -> dict:
     model on --data."""
     if args.prompt is None and _is_tagger(args.model):
         return _evaluate_tagger(args)
+    if args.prompt is None and _is_qa_model(args.model):
+        return _evaluate_qa(args)
     model, tok, id2label = load_model(args)
     names = [id2label[i] for i in range(len(id2label))]
     prompt = hasattr(model, "verbalizer")  # integer labels: the verbalizer's order
@@ -708,6 +772,41 @@ def _finetune_tagger(args, out: Path) -> dict:
     return {**{k: metrics[k] for k in keep}, "task": "tag", "out": str(out)}
 
 
+def _finetune_qa(args, out: Path) -> dict:
+    """finetune --task qa: a span extractor on SQuAD files (chapter 11's train_qa);
+    --dev the same file as --train holds out every fifth article of it, whole."""
+    from encoder_book.qa import read_squad, split_by_article, train_qa
+
+    if args.model != "transformer":
+        raise ArgumentError("--task qa trains a transformer (a span head on it)")
+    for flag in ("prompt", "valid", "resume", "positions", "patience", "warmup_ratio",
+                 "tokenizer", "test"):
+        if getattr(args, flag, None) not in (None, False):
+            raise ArgumentError(f"--{flag.replace('_', '-')} is not for --task qa")
+    train = read_squad(args.train)
+    if Path(args.dev).resolve() == Path(args.train).resolve():
+        train, dev = split_by_article(train)
+        if not dev:
+            raise DataError(args.train, "fewer than five articles: give another --dev")
+        if not args.quiet:
+            print(f"encoder-book: --dev is --train: {len(train):,} questions to train "
+                  f"on, {len(dev):,} on every fifth article held out", file=sys.stderr)
+    else:
+        dev = read_squad(args.dev)
+    prepare_out(out, "finetune", overwrite=args.overwrite)
+    names = ("init", "epochs", "lr", "batch_size", "vocab_size", "seed", "device",
+             "progress")
+    kw = {k: getattr(args, k) for k in names}
+    if args.max_length is not None:
+        kw["max_length"] = args.max_length
+    metrics = train_qa(train, dev, out_dir=out, **kw)
+    (out / "INCOMPLETE").unlink(missing_ok=True)
+    keep = ("dev_exact_match", "dev_f1", "train_questions", "dev_questions",
+            "train_seconds", "params")
+    return {"model": "transformer", **{k: metrics[k] for k in keep}, "task": "qa",
+            "out": str(out)}
+
+
 def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
     """Train a classifier on --train, measure it on --dev, save it in --out with
     metrics.json."""
@@ -715,6 +814,8 @@ def cmd_finetune(args, stop: GracefulStop | None = None) -> dict:
     _check_folders(args, out)
     if args.task == "tag":
         return _finetune_tagger(args, out)
+    if args.task == "qa":
+        return _finetune_qa(args, out)
     if args.test is not None:
         raise ArgumentError("--test is for --task tag (a classifier reports --dev)")
     train, dev, valid = load_task(args)
@@ -1083,11 +1184,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--task",
-        choices=["classify", "pair", "tag"],
+        choices=["classify", "pair", "tag", "qa"],
         default="classify",
         help="classify (one label per text, the default; two text columns are read "
         "as a pair), pair (one label per sentence pair: the files must have two text "
-        "columns) or tag (one per word: CoNLL column files, chapter 9)",
+        "columns), tag (one per word: CoNLL column files, chapter 9) or qa (an "
+        "answer span: SQuAD .json files, chapter 11; --dev the --train file holds "
+        "out every fifth article)",
     )
     f.add_argument(
         "--test", metavar="FILE", help="--task tag: also score this file (e.g. testb)"

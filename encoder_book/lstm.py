@@ -527,7 +527,7 @@ def lstm_preset(device=None) -> dict:
 def load_lstm_classifier(
     directory, impl: str | None = None
 ) -> tuple[LSTMClassifier, WordPieceTokenizer]:
-    "The LSTM classifier and tokenizer saved in `directory` (by `train_classifier`, say)."
+    "The LSTM classifier and tokenizer in `directory` (as `train_classifier` saves)."
     return LSTMClassifier.from_pretrained(
         directory, impl
     ), WordPieceTokenizer.from_pretrained(directory)

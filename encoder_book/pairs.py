@@ -64,7 +64,7 @@ class OverlapBaseline:
 
     def predict(self, data: LabelledData) -> np.ndarray:
         if data.text_pairs is None:
-            raise ValueError("OverlapBaseline needs sentence pairs (text_pairs is None)")
+            raise ValueError("OverlapBaseline needs sentence pairs (no text_pairs)")
         pairs = zip(data.texts, data.text_pairs)
         x = np.array([word_overlap(a, b) for a, b in pairs])
         return np.where(x >= self.threshold, self.high, self.low)

@@ -387,7 +387,9 @@ class PromptClassifier(nn.Module):
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.verbalizer.labels))
 
-    def calibrate(self, inputs: Sequence[str] | None = CONTENT_FREE) -> PromptClassifier:
+    def calibrate(
+        self, inputs: Sequence[str] | None = CONTENT_FREE
+    ) -> PromptClassifier:
         "From now on divide by the content-free prior (Zhao et al. 2021); `None`: undo."
         if inputs is None:
             self.log_prior = None

@@ -21,6 +21,7 @@ from .core import QUICK, get_device, quick, set_seed
 from encoder_book.data import (
     ArgumentError,
     DataError,
+    DataNotFound,
     atomic_write,
     make_batches,
     pad_rows,
@@ -31,7 +32,8 @@ from .train import TrainConfig, fit
 
 # %% auto #0
 __all__ = ['QAExample', 'read_squad', 'split_by_article', 'normalize_answer', 'exact_match', 'f1_score', 'squad_scores',
-           'QAFeatures', 'prepare_features', 'best_spans', 'predict_answers', 'sentence_baseline', 'train_qa']
+           'QAFeatures', 'prepare_features', 'best_spans', 'predict_answers', 'sentence_baseline', 'train_qa',
+           'load_qa', 'read_questions']
 
 # %% ../chapters/11_question_answering.ipynb #11qa-006
 @dataclass
@@ -393,3 +395,45 @@ def train_qa(
             p.replace(out / p.name)  # config.json last: a folder with it is whole
         tmp.rmdir()
     return metrics
+
+# %% ../chapters/11_question_answering.ipynb #11qa-021b
+def load_qa(directory) -> tuple[BertForQuestionAnswering, WordPieceTokenizer, dict]:
+    """A folder written by `train_qa`: the model in eval mode, its tokenizer, and the
+    windows it was trained with (`max_length`, `stride`)."""
+    d = Path(directory)
+    if not (d / "config.json").is_file() or not (d / "vocab.txt").is_file():
+        raise DataNotFound(f"{d}: not a model folder (no config.json or vocab.txt)")
+    m = d / "metrics.json"
+    metrics = json.loads(m.read_text(encoding="utf-8")) if m.is_file() else {}
+    windows = {
+        "max_length": int(metrics.get("max_length") or 256),
+        "stride": int(metrics.get("stride") or 64),
+    }
+    model = BertForQuestionAnswering.from_pretrained(d).eval()
+    return model, WordPieceTokenizer.from_pretrained(d), windows
+
+
+def read_questions(path) -> list[QAExample]:
+    """Questions to answer: a SQuAD .json file, or JSON lines with `question` and
+    `context` (and an `id`, else the line number)."""
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        return read_squad(p)
+    out = []
+    for ln, line in enumerate(read_text(p).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(p, f"not valid JSON ({e.msg})", ln) from None
+        if not isinstance(obj, dict) or not all(
+            isinstance(obj.get(k), str) for k in ("question", "context")
+        ):
+            want = 'each line must be {"question": ..., "context": ...}'
+            raise DataError(p, want, ln)
+        qid = str(obj.get("id", ln))
+        out.append(QAExample(qid, "", obj["context"], obj["question"]))
+    if not out:
+        raise DataError(p, "no questions")
+    return out

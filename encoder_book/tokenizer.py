@@ -11,7 +11,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from tqdm.auto import tqdm as _tqdm
 
@@ -591,6 +591,13 @@ class WordPieceTokenizer:
         "How many [CLS]/[SEP] tokens encoding adds."
         return 3 if pair else 2
 
+    @overload
+    def convert_tokens_to_ids(self, tokens: str) -> int: ...
+    @overload
+    def convert_tokens_to_ids(
+        self, tokens: list[str] | tuple[str, ...]
+    ) -> list[int]: ...
+
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         "Token(s) to id(s); unknown tokens give unk_token_id."
         if isinstance(tokens, str):
@@ -600,7 +607,7 @@ class WordPieceTokenizer:
             raise TypeError(
                 f"tokens must be a str or a list of str, not {type(tokens).__name__}"
             )
-        return [cast(int, self.convert_tokens_to_ids(t)) for t in tokens]
+        return [self.convert_tokens_to_ids(t) for t in tokens]
 
     def convert_ids_to_tokens(
         self, ids, skip_special_tokens: bool = False

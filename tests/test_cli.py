@@ -620,3 +620,43 @@ def test_pretrain_steps_fit_the_minutes(tmp_path, capsys, monkeypatch):
     saved = json.loads((tmp_path / "m" / "steps.json").read_text())
     assert saved["minutes"] == 0.002 and saved["seconds_per_step"] == {"long": 0.01}
     assert "not both" in run_err(capsys, base[:-2] + ["--max-steps", 5, "--out", tmp_path / "n"])
+
+
+def test_finetune_qa_evaluate_predict(tmp_path, capsys):
+    from test_qa import squad_file
+
+    squad = squad_file(tmp_path / "squad.json", n=10)  # 10 articles, 20 questions
+    m = run_ok(capsys, ["finetune", "--task", "qa", "--model", "transformer", "--train", squad,
+                        "--dev", squad, "--epochs", 2, "--out", tmp_path / "qa", "-q"])
+    # 16 questions to train on, less the one kept back to choose the step
+    assert m["task"] == "qa" and m["dev_questions"] == 4 and m["train_questions"] == 15
+    assert 0 <= m["dev_f1"] <= 100 and not (tmp_path / "qa" / "INCOMPLETE").exists()
+    e = run_ok(capsys, ["evaluate", "--model", tmp_path / "qa", "--data", squad])
+    assert e["questions"] == 20 and 0 <= e["exact_match"] <= e["f1"] <= 100
+    assert json.loads(Path(e["saved"]).read_text())["answers"].keys() >= {"0-0", "9-1"}
+    asks = tmp_path / "asks.jsonl"
+    asks.write_text('{"question": "Where was Ada born?", "context": "Ada was born in London."}\n'
+                    '{"id": "q2", "question": "Who?", "context": "Kurt did."}\n')
+    assert main(["predict", "--model", str(tmp_path / "qa"), str(asks)]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [r["id"] for r in rows] == ["1", "q2"] and all(isinstance(r["answer"], str) for r in rows)
+    assert main(["predict", "--model", str(tmp_path / "qa"), str(asks), "--format", "tsv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "id\tquestion\tanswer"
+    # bad input: one line each, nothing trained
+    assert "--task qa trains a transformer" in run_err(capsys, [
+        "finetune", "--task", "qa", "--model", "lstm", "--train", squad, "--dev", squad,
+        "--out", tmp_path / "x"])
+    assert "--tokenizer is not for --task qa" in run_err(capsys, [
+        "finetune", "--task", "qa", "--model", "transformer", "--train", squad, "--dev", squad,
+        "--tokenizer", tmp_path / "qa", "--out", tmp_path / "x"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "context": "c"}\n{"question": "no context"}\n')
+    err = run_err(capsys, ["predict", "--model", tmp_path / "qa", bad])
+    assert "bad.jsonl, line 2" in err
+    assert "reads a file" in run_err(capsys, ["predict", "--model", tmp_path / "qa", "-"])
+    unanswered = json.loads(squad.read_text())
+    unanswered["data"][0]["paragraphs"][0]["qas"][0]["answers"] = []
+    (tmp_path / "u.json").write_text(json.dumps(unanswered))
+    assert "no gold answer" in run_err(capsys, ["evaluate", "--model", tmp_path / "qa",
+                                                "--data", tmp_path / "u.json"])
+    assert not (tmp_path / "x").exists()
