@@ -15,7 +15,7 @@ from encoder_book.data import (
     atomic_write,
     load_corpus,
     load_labelled,
-    load_texts,
+    load_unlabelled,
     prepare_out,
     tokenize_dataset,  # noqa: F401 (the cells of this page use it)
 )
@@ -517,7 +517,7 @@ def _predict_tags(args) -> dict:
 
     model, tok = load_tagger(args.model)
     model.to(get_device(args.device))
-    texts = load_texts(args.input, args.text_column, encoding=args.encoding)[0]
+    texts = load_unlabelled(args.input, args.text_column, encoding=args.encoding)[0]
     words = [t.split() for t in texts]
     tags = predict_tags(model, tok, words, batch_size=args.batch_size)
     fmt = args.format or "tsv"
@@ -544,11 +544,11 @@ def cmd_predict(args) -> dict:
     model, tok, id2label = load_model(args)
     pairs = None
     if args.prompt is None and _is_pair_model(args.model):
-        texts, pairs = load_texts(
+        texts, pairs = load_unlabelled(
             args.input, args.text_column, args.pair_column, True, args.encoding
         )
     else:
-        texts = load_texts(args.input, args.text_column, encoding=args.encoding)[0]
+        texts = load_unlabelled(args.input, args.text_column, encoding=args.encoding)[0]
     probs = classify(
         model,
         tok,

@@ -26,9 +26,9 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'load_texts', 'pad_rows', 'Batchable', 'TokenizedData',
-           'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader',
-           'pack_corpus']
+           'LabelledData', 'load_label_names', 'load_labelled', 'load_unlabelled', 'pad_rows', 'Batchable',
+           'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches',
+           'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -856,7 +856,7 @@ def load_labelled(
     return LabelledData(texts, labels, names, pairs)
 
 
-def load_texts(
+def load_unlabelled(
     source,
     text_column: str | None = None,
     pair_column: str | None = None,

@@ -82,6 +82,16 @@ def main() -> int:
         "sentence_baseline": squad_scores(sentence_baseline(held), held),
         "runs": runs,
     }
+    if a.init:  # what the encoder brought: its pretraining, as metrics.json says
+        pre = json.loads((Path(a.init) / "metrics.json").read_text())
+        summary["pretraining"] = {
+            k: pre.get(k)
+            for k in ("corpus", "objective", "steps", "precision", "train_seconds")
+        }
+        summary["pretraining"]["mask_accuracy"] = pre.get("eval_mask_accuracy")
+        summary["pretraining"]["position_embedding_type"] = json.loads(
+            (Path(a.init) / "config.json").read_text()
+        ).get("position_embedding_type")
     if a.summary:
         Path(a.summary).write_text(json.dumps(summary, indent=1) + "\n")
     return 0

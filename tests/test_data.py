@@ -452,31 +452,31 @@ def test_tokenize_labelled_pairs_uses_segments(tok):
         tokenize_dataset(tok, ["a", "b"], text_pairs=["c"], cache=False)
 
 
-# ---- load_texts: unlabelled texts (what predict reads) ----
+# ---- load_unlabelled: unlabelled texts (what predict reads) ----
 
 def test_load_texts_lines_and_columns(tmp_path):
     (tmp_path / "a.txt").write_text("first one\n\n  \nsecond\n", encoding="utf-8")
-    assert data.load_texts(tmp_path / "a.txt") == (["first one", "second"], None)
+    assert data.load_unlabelled(tmp_path / "a.txt") == (["first one", "second"], None)
     (tmp_path / "b.tsv").write_text("sentence1\tsentence2\tlabel\nx\ty\t1\nz\tw\t0\n")
-    assert data.load_texts(tmp_path / "b.tsv", pairs=True) == (["x", "z"], ["y", "w"])
+    assert data.load_unlabelled(tmp_path / "b.tsv", pairs=True) == (["x", "z"], ["y", "w"])
     # one text wanted: the first known text column, the pair column ignored
     (tmp_path / "c.csv").write_text("id,text\n1,hello\n2,\"a, b\"\n")
-    assert data.load_texts(tmp_path / "c.csv") == (["hello", "a, b"], None)
+    assert data.load_unlabelled(tmp_path / "c.csv") == (["hello", "a, b"], None)
     (tmp_path / "d.jsonl").write_text('{"question1": "q", "question2": "r"}\n')
-    assert data.load_texts(tmp_path / "d.jsonl", pairs=True) == (["q"], ["r"])
+    assert data.load_unlabelled(tmp_path / "d.jsonl", pairs=True) == (["q"], ["r"])
     # --text-column A finds its known partner; named columns win
     (tmp_path / "e.tsv").write_text("premise\thypothesis\tother\np\th\to\n")
-    assert data.load_texts(tmp_path / "e.tsv", "premise", pairs=True) == (["p"], ["h"])
-    assert data.load_texts(tmp_path / "e.tsv", "other", "premise", pairs=True) == (
+    assert data.load_unlabelled(tmp_path / "e.tsv", "premise", pairs=True) == (["p"], ["h"])
+    assert data.load_unlabelled(tmp_path / "e.tsv", "other", "premise", pairs=True) == (
         ["o"], ["p"])
 
 
 def test_load_texts_pairs_from_lines_and_stdin(tmp_path, monkeypatch):
     (tmp_path / "p.txt").write_text("a\tb\nc\td\n", encoding="utf-8")
-    assert data.load_texts(tmp_path / "p.txt", pairs=True) == (["a", "c"], ["b", "d"])
+    assert data.load_unlabelled(tmp_path / "p.txt", pairs=True) == (["a", "c"], ["b", "d"])
     stdin = types.SimpleNamespace(buffer=io.BytesIO(b"one\ttwo\n"))
     monkeypatch.setattr(sys, "stdin", stdin)
-    assert data.load_texts("-", pairs=True) == (["one"], ["two"])
+    assert data.load_unlabelled("-", pairs=True) == (["one"], ["two"])
 
 
 @pytest.mark.parametrize("name, content, pairs, line, words", [
@@ -489,7 +489,7 @@ def test_load_texts_pairs_from_lines_and_stdin(tmp_path, monkeypatch):
 def test_load_texts_refuses_with_file_and_line(tmp_path, name, content, pairs, line, words):
     (tmp_path / name).write_text(content, encoding="utf-8")
     with pytest.raises(DataError) as e:
-        data.load_texts(tmp_path / name, pairs=pairs)
+        data.load_unlabelled(tmp_path / name, pairs=pairs)
     assert e.value.line == line and words in e.value.problem and name in str(e.value)
 
 
