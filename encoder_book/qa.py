@@ -25,6 +25,7 @@ from encoder_book.data import (
     atomic_write,
     make_batches,
     pad_rows,
+    publish,
     read_text,
 )
 from .tokenizer import WordPieceTokenizer
@@ -391,9 +392,7 @@ def train_qa(
         tok.save_pretrained(tmp)
         atomic_write(tmp / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         atomic_write(tmp / "answers.json", json.dumps(answers, indent=1) + "\n")
-        for p in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
-            p.replace(out / p.name)  # config.json last: a folder with it is whole
-        tmp.rmdir()
+        publish(tmp, out)  # weights, then config.json last: a folder with it is whole
     return metrics
 
 # %% ../chapters/11_question_answering.ipynb #11qa-021b

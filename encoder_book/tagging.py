@@ -27,6 +27,7 @@ from encoder_book.data import (
     atomic_write,
     make_batches,
     pad_rows,
+    publish,
     read_text,
 )
 
@@ -613,9 +614,7 @@ def train_tagger(
         tok.save_pretrained(tmp)
         LabelledData([], [], metrics["label_names"]).save_labels(tmp / "labels.json")
         atomic_write(tmp / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        for p in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
-            p.replace(out / p.name)  # config.json last: a folder with it is whole
-        tmp.rmdir()
+        publish(tmp, out)  # weights, then config.json last: a folder with it is whole
     return metrics
 
 
