@@ -460,6 +460,11 @@ def _is_qa_model(directory) -> bool:
     return "BertForQuestionAnswering" in _architectures(directory)
 
 
+def _tsv_field(text: str) -> str:
+    "A text as one TSV field: tabs and line breaks become single spaces."
+    return " ".join(text.split())
+
+
 def _predict_qa(args) -> dict:
     "predict with a span extractor: the answer to each question, read from its context."
     from encoder_book.qa import load_qa, predict_answers, read_questions
@@ -481,9 +486,9 @@ def _predict_qa(args) -> dict:
     if (args.format or "jsonl") == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     else:
-        clean = lambda t: " ".join(t.split())
         text = "id\tquestion\tanswer\n" + "".join(
-            "\t".join(clean(str(r[k])) for k in ("id", "question", "answer")) + "\n"
+            "\t".join(_tsv_field(str(r[k])) for k in ("id", "question", "answer"))
+            + "\n"
             for r in rows
         )
     return {"_text": text, "examples": len(rows)}
@@ -564,15 +569,14 @@ def cmd_predict(args) -> dict:
     )
     lines = []
     if fmt == "tsv":
-        clean = lambda t: " ".join(t.split())
         head = ["label", "score", *[f"p_{n}" for n in names], "text"]
         lines.append("\t".join(head + (["text_pair"] if pairs is not None else [])))
     for i, (t, p) in enumerate(zip(texts, probs)):
         k = int(p.argmax())
         second = {} if pairs is None else {"text_pair": pairs[i]}
         if fmt == "tsv":
-            row = [names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], clean(t)]
-            lines.append("\t".join(row + [clean(s) for s in second.values()]))
+            row = [names[k], f"{p[k]:.4f}", *[f"{x:.4f}" for x in p], _tsv_field(t)]
+            lines.append("\t".join(row + [_tsv_field(s) for s in second.values()]))
         else:
             lines.append(
                 json.dumps(
@@ -752,15 +756,21 @@ def _training_flags(args, out: Path) -> dict:
     return {**{k: getattr(args, k) for k in names}, "out_dir": out}
 
 
+def _refuse(args, task: str, flags: tuple[str, ...]) -> None:
+    "An ArgumentError for the first of `flags` given that means nothing to `task`."
+    for flag in flags:
+        if getattr(args, flag, None) not in (None, False):
+            raise ArgumentError(f"--{flag.replace('_', '-')} is not for --task {task}")
+
+
 def _finetune_tagger(args, out: Path) -> dict:
     "finetune --task tag: a tagger on CoNLL column files (chapter 9's train_tagger)."
     from encoder_book.tagging import read_conll, train_tagger
 
     if args.model == "bow":
         raise ArgumentError("--task tag trains a transformer or an lstm, not bow")
-    for flag in ("prompt", "valid", "resume", "positions", "patience", "warmup_ratio"):
-        if getattr(args, flag, None) not in (None, False):
-            raise ArgumentError(f"--{flag.replace('_', '-')} is not for --task tag")
+    _refuse(args, "tag", ("prompt", "valid", "resume", "positions", "patience",
+                          "warmup_ratio"))
     train, dev = read_conll(args.train), read_conll(args.dev)
     test = read_conll(args.test) if args.test is not None else None
     prepare_out(out, "finetune", overwrite=args.overwrite)
@@ -779,10 +789,8 @@ def _finetune_qa(args, out: Path) -> dict:
 
     if args.model != "transformer":
         raise ArgumentError("--task qa trains a transformer (a span head on it)")
-    for flag in ("prompt", "valid", "resume", "positions", "patience", "warmup_ratio",
-                 "tokenizer", "test"):
-        if getattr(args, flag, None) not in (None, False):
-            raise ArgumentError(f"--{flag.replace('_', '-')} is not for --task qa")
+    _refuse(args, "qa", ("prompt", "valid", "resume", "positions", "patience",
+                         "warmup_ratio", "tokenizer", "test"))
     train = read_squad(args.train)
     if Path(args.dev).resolve() == Path(args.train).resolve():
         train, dev = split_by_article(train)

@@ -3,13 +3,14 @@
 # %% ../chapters/00_setup.ipynb #00setu-003
 from __future__ import annotations
 import hashlib, os, random, shutil, tempfile, urllib.request, zipfile
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'sha256', 'fetch', 'load_sst2',
-           'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
+__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write', 'sha256',
+           'fetch', 'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
 QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in (
@@ -62,6 +63,38 @@ def cache_dir() -> Path:
         os.environ.get("ENCODER_BOOK_CACHE", Path.home() / ".cache" / "encoder_book")
     ).expanduser()
 
+# %% ../chapters/00_setup.ipynb #00setu-014b
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path):
+    """A temporary name in `path`'s folder for a writer that wants a file name (such
+    as safetensors' `save_model`): renamed to `path` if the block ends normally,
+    removed if it raises. Either way no half-written `path` is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write a file so that it is either complete or absent: a temporary file in the
+    same folder, renamed into place."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
 # %% ../chapters/00_setup.ipynb #00setu-015
 # Each file: (path inside the data folder, SHA-256, archive to download it from, member
 # in that archive)
@@ -105,30 +138,23 @@ def sha256(path) -> str:
 
 
 def _download(url: str, dest: Path) -> None:
-    """Fetch `url` to `dest` atomically (a temporary file renamed into place), with a
-    progress bar."""
+    """Fetch `url` to `dest` atomically (`atomic_path`), with a progress bar."""
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=60) as r,
-            os.fdopen(fd, "wb") as f,
-            tqdm(
-                total=int(r.headers.get("Content-Length") or 0) or None,
-                unit="B",
-                unit_scale=True,
-                desc=f"downloading {dest.name}",
-            ) as bar,
-        ):
-            for block in iter(lambda: r.read(1 << 16), b""):
-                f.write(block)
-                bar.update(len(block))
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with (
+        atomic_path(dest) as tmp,
+        urllib.request.urlopen(url, timeout=60) as r,
+        open(tmp, "wb") as f,
+        tqdm(
+            total=int(r.headers.get("Content-Length") or 0) or None,
+            unit="B",
+            unit_scale=True,
+            desc=f"downloading {dest.name}",
+        ) as bar,
+    ):
+        for block in iter(lambda: r.read(1 << 16), b""):
+            f.write(block)
+            bar.update(len(block))
 
 
 def fetch(name: str, path=None) -> Path:
@@ -158,48 +184,38 @@ def fetch(name: str, path=None) -> Path:
             f" the file at $ENCODER_BOOK_DATA/{name} (or pass its path), or run once"
             " with network access."
         ) from None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-    try:
-        with (
-            zipfile.ZipFile(archive) as z,
-            z.open(member) as src,
-            os.fdopen(fd, "wb") as dst,
-        ):
-            shutil.copyfileobj(src, dst)
+    with atomic_path(cached) as tmp:  # nothing half-written is left behind
+        with zipfile.ZipFile(archive) as z, z.open(member) as src:
+            with open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         if sha256(tmp) != digest:
             raise ValueError(
                 f"checksum mismatch for {name} from {url}: the download is corrupt or"
                 " has changed"
             )
-        os.replace(tmp, cached)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)  # nothing half-written is left behind
     return cached
 
 # %% ../chapters/00_setup.ipynb #00setu-016
 def load_sst2(split: str = "train", path=None) -> tuple[list[str], list[int]]:
-    "SST-2 sentences and 0/1 labels for split 'train' or 'dev' (the GLUE TSV files)."
-    if split not in ("train", "dev"):
-        raise ValueError(
-            "SST-2 split must be 'train' or 'dev' (the test split has no labels), not"
-            f" {split!r}"
-        )
-    lines = fetch(f"sst2/{split}.tsv", path).read_text(encoding="utf-8").splitlines()
-    rows = [line.rsplit("\t", 1) for line in lines[1:] if line]
-    return [r[0] for r in rows], [int(r[1]) for r in rows]
+    """SST-2 sentences and 0/1 labels for split 'train' or 'dev' (the GLUE TSV files):
+    a shortcut for `encoder_book.data.load_labelled('sst2', split)`."""
+    from encoder_book.data import load_labelled  # chapter 0b: the one reader
+
+    # the labels as written (0 and 1), even in a file that holds only one of them
+    d = load_labelled("sst2" if path is None else path, split, label_names=["0", "1"])
+    return list(d.texts), list(d.labels)
 
 
 def load_wikitext2(split: str = "train", path=None) -> list[str]:
     """WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' =
-    Heading = ' lines."""
+    Heading = ' lines; a shortcut for `encoder_book.data.load_corpus('wikitext-2')`."""
+    from encoder_book.data import load_corpus
+
     if split not in ("train", "valid", "test"):
         raise ValueError(
             f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}"
         )
-    text = fetch(f"wikitext2/wiki.{split}.tokens", path).read_text(encoding="utf-8")
-    return [line.strip() for line in text.split("\n") if line.strip()]
+    return load_corpus("wikitext-2" if path is None else path, split)
 
 # %% ../chapters/00_setup.ipynb #00setu-020
 _SUBJECTS = [

@@ -2,8 +2,7 @@
 
 # %% ../chapters/00b_data.ipynb #00bdat-003
 from __future__ import annotations
-import csv, hashlib, io, json, os, re, sys, tempfile, zipfile
-from contextlib import contextmanager
+import csv, hashlib, io, json, os, re, sys, zipfile
 from dataclasses import dataclass
 from typing import Protocol, cast
 from pathlib import Path
@@ -14,6 +13,8 @@ from tqdm.auto import tqdm as _tqdm
 from encoder_book.core import (
     FILES,
     _download,
+    atomic_path,  # noqa: F401  (also encoder_book.data.atomic_path)
+    atomic_write,
     cache_dir,
     data_dir,
     fetch,
@@ -25,10 +26,9 @@ from encoder_book.core import (
 # %% auto #0
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
-           'atomic_path', 'atomic_write', 'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus',
-           'LabelledData', 'load_label_names', 'load_labelled', 'load_unlabelled', 'pad_rows', 'Batchable',
-           'TokenizedData', 'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches',
-           'dataloader', 'pack_corpus']
+           'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
+           'load_labelled', 'load_unlabelled', 'pad_rows', 'Batchable', 'TokenizedData', 'pad_collate',
+           'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -47,38 +47,6 @@ class DataNotFound(FileNotFoundError):
 
 class ArgumentError(ValueError):
     "A bad value or combination of options (the command line's usage errors)."
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(path):
-    """A temporary name in `path`'s folder for a writer that wants a file name (such
-    as safetensors' `save_model`): renamed to `path` if the block ends normally,
-    removed if it raises. Either way no half-written `path` is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write(path, data: bytes | str) -> Path:
-    """Write a file so that it is either complete or absent: a temporary file in the
-    same folder, renamed into place."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    return Path(path)
 
 
 def read_text(path, encoding: str | None = None) -> str:
@@ -340,6 +308,7 @@ def locate(name: str, path=None, download: bool = True) -> Path:
         return from_hf
     if not download:
         raise _offline_error(name, "no local copy, and download=False")
+    hf_error = ""  # why HF `datasets` could not serve it, for the final message
     try:
         import datasets  # noqa: F401  (optional: `pip install datasets`)
     except ImportError:
@@ -347,16 +316,17 @@ def locate(name: str, path=None, download: bool = True) -> Path:
     else:
         try:
             return _from_hf(name, from_hf)
-        except (
-            Exception
-        ):  # offline, or the Hub changed: fall back to the official archive
-            pass
-    if name in FILES:
-        try:
-            return fetch(name)
-        except FileNotFoundError as e:
-            raise DataNotFound(str(e)) from None
-    return _from_archive(name, cached)
+        except Exception as e:  # offline, or the Hub changed: the official archive
+            hf_error = f"; HF datasets failed too: {type(e).__name__}: {e}"
+    try:
+        if name in FILES:
+            try:
+                return fetch(name)
+            except FileNotFoundError as e:
+                raise DataNotFound(str(e)) from None
+        return _from_archive(name, cached)
+    except DataNotFound as e:
+        raise DataNotFound(f"{e}{hf_error}") from None
 
 # %% ../chapters/00b_data.ipynb #00bdat-015
 CORPORA = {

@@ -97,3 +97,20 @@ def test_tiny_data_is_deterministic_and_balanced():
     assert (x, y) == core.tiny_sentiment(1000, seed=7)
     assert 400 < sum(y) < 600 and all(isinstance(t, str) and t for t in x)
     assert len(core.tiny_corpus(25)) == 25
+
+
+def test_interrupted_download_leaves_nothing(isolated, monkeypatch):
+    "A connection that drops half-way: no archive, no temporary file, one clear error."
+    class Dropping(io.BytesIO):
+        headers = {"Content-Length": "100"}
+        def __enter__(self): return self
+        def __exit__(self, *a): return False
+        def read(self, n=-1):
+            if self.tell() >= 10: raise ConnectionResetError("dropped")
+            return super().read(10)
+    monkeypatch.setattr(core.urllib.request, "urlopen", lambda *a, **k: Dropping(b"x" * 100))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+        core.fetch("sst2/dev.tsv")
+    left = [p for p in (isolated / "cache").rglob("*") if p.is_file()]
+    assert left == []

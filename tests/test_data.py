@@ -225,8 +225,10 @@ def test_hf_datasets_used_when_installed(tmp_path, monkeypatch):
     assert len(calls) == 2                                                 # the second time from the cache
     def broken(*a, **k): raise ConnectionError("offline")
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=broken))
-    with pytest.raises(DataNotFound, match="ENCODER_BOOK_DATA"):           # falls back to the archive: offline
+    with pytest.raises(DataNotFound, match="ENCODER_BOOK_DATA") as info:   # falls back to the archive: offline
         load_corpus("wikitext-2", "test")
+    assert "HF datasets failed too: ConnectionError: offline" in str(info.value)  # not swallowed
+    assert "\n" not in str(info.value)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
