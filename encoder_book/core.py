@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write', 'sha256',
-           'fetch', 'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
+__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write',
+           'atomic_dir', 'sha256', 'fetch', 'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
 QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in (
@@ -94,6 +94,27 @@ def atomic_write(path, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+@contextmanager
+def atomic_dir(path, staging=None):
+    """A folder written whole: the block fills a temporary folder beside `path` (or
+    `staging`, made by the caller), which then replaces `path`; if the block raises,
+    the temporary folder goes and `path` stays as it was."""
+    path = Path(path)
+    tmp = path.parent / f".tmp-{path.name}" if staging is None else Path(staging)
+    if staging is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    old = path.parent / f".old-{path.name}"
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)  # a rename: `path` is never half-replaced
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../chapters/00_setup.ipynb #00setu-015
 # Each file: (path inside the data folder, SHA-256, archive to download it from, member

@@ -168,12 +168,9 @@ class MLMMasker:
         # (batch, seq): index of the word's start
         return torch.where(starts, positions, 0).cummax(1).values
 
-    def __call__(self, batch: dict, training: bool | None = None) -> dict:
-        "Masks for a batch: fresh ones when training, fixed per block when evaluating."
-        if (
-            training is None
-        ):  # fit calls transform(batch): evaluation runs under no_grad
-            training = torch.is_grad_enabled()
+    def __call__(self, batch: dict, training: bool = True) -> dict:
+        """Masks for a batch: fresh ones when training, fixed per block with
+        `training=False` (evaluation)."""
         ids, attn = batch["input_ids"], batch.get("attention_mask")
         g = torch.Generator()
         if training:  # one number from torch's generator, which fit checkpoints
@@ -682,7 +679,14 @@ def pretrain(
             continue
         valid_data = sample(blocks(valid, size)) if valid else None
         history = fit(
-            model, data, valid_data, cfg, out_dir=where, resume=resume, transform=masker
+            model,
+            data,
+            valid_data,
+            cfg,
+            out_dir=where,
+            resume=resume,
+            transform=masker,  # fresh masks for every training batch
+            eval_transform=lambda b: masker(b, training=False),  # fixed per block
         )
         stage_steps = max([r["step"] for r in history], default=0)
         seconds += history.train_seconds

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm as _tqdm
 
-from .core import get_device, set_seed
+from .core import atomic_dir, get_device, set_seed
 from encoder_book.data import (
     Batchable,
     TokenizedData,  # noqa: F401 (the cells of this page use it)
@@ -459,20 +459,18 @@ def save_checkpoint(
     info = dist_info()
     root = Path(out_dir) / "checkpoints"
     step = trainer_state["step"]
-    final, tmp = root / f"step-{step}", root / f".tmp-step-{step}"
+    final = root / f"step-{step}"
+    tmp = root / f".tmp-{final.name}"  # atomic_dir's staging folder, known to all
     if info.main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier(info)
-    torch.save(
-        rng_state(), tmp / f"rng-{info.rank}.pt"
-    )  # every process has its own generators
+    # every process has its own generators
+    torch.save(rng_state(), tmp / f"rng-{info.rank}.pt")
     _barrier(info)
     if info.main:
-        try:
-            save_model(
-                _unwrap(model), str(tmp / "model.safetensors")
-            )  # handles tied weights
+        with atomic_dir(final, staging=tmp):
+            save_model(_unwrap(model), str(tmp / "model.safetensors"))  # tied once
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             if scaler is not None:
@@ -482,14 +480,6 @@ def save_checkpoint(
             (tmp / "trainer_state.json").write_text(
                 json.dumps(trainer_state), encoding="utf-8"
             )
-            old = root / f".old-step-{step}"
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         if keep:
             for path in list_checkpoints(out_dir)[:-keep]:
                 shutil.rmtree(path, ignore_errors=True)
@@ -680,6 +670,8 @@ class TrainRun:
     t0: float = 0.0
     batches: list | None = None  # this epoch's batches
     batches_epoch: int | None = None
+    # the hook for evaluation batches (fit: `eval_transform`, else `transform`)
+    eval_transform: Callable[[dict], dict] | None = None
 
     @property
     def step(self) -> int:
@@ -718,6 +710,7 @@ def setup_run(
     resume: bool | str | Path = False,
     transform: Callable[[dict], dict] | None = None,
     param_groups: list[dict] | None = None,
+    eval_transform: Callable[[dict], dict] | None = None,
 ) -> TrainRun:
     "Step 1 of `fit`: check, place the model, build optimizer and scaler, resume, wrap."
     cfg = config or TrainConfig()
@@ -839,6 +832,7 @@ def setup_run(
         run_sum,
         state["running"][1],
         time.perf_counter(),
+        eval_transform=transform if eval_transform is None else eval_transform,
     )
 
 # %% ../chapters/00c_training.ipynb #48e754bc
@@ -936,7 +930,7 @@ def evaluate_step(run: TrainRun, write: Callable[[str], Any] = print) -> bool:
         return False
     assert cfg.eval_batch_size is not None  # set by TrainConfig.__post_init__
     result = evaluate(
-        run.model, run.eval_data, cfg.eval_batch_size, cfg.precision, run.transform
+        run.model, run.eval_data, cfg.eval_batch_size, cfg.precision, run.eval_transform
     )
     rec = {
         "step": step,
@@ -1012,10 +1006,21 @@ def fit(
     resume: bool | str | Path = False,
     transform: Callable[[dict], dict] | None = None,
     param_groups: list[dict] | None = None,
+    eval_transform: Callable[[dict], dict] | None = None,
 ) -> History:
-    "Train `model` (`model(**batch).loss`): the five steps, one process or many (DDP)."
+    """Train `model` (`model(**batch).loss`): the five steps, one process or many (DDP).
+    `transform` changes each training batch, `eval_transform` (default: `transform`)
+    each evaluation batch."""
     run = setup_run(
-        model, train_data, eval_data, config, out_dir, resume, transform, param_groups
+        model,
+        train_data,
+        eval_data,
+        config,
+        out_dir,
+        resume,
+        transform,
+        param_groups,
+        eval_transform,
     )
     cfg, info = run.config, run.info
     bar = _tqdm(

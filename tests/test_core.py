@@ -114,3 +114,20 @@ def test_interrupted_download_leaves_nothing(isolated, monkeypatch):
         core.fetch("sst2/dev.tsv")
     left = [p for p in (isolated / "cache").rglob("*") if p.is_file()]
     assert left == []
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "ckpt"
+    with core.atomic_dir(target) as d:
+        (d / "a.txt").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    with pytest.raises(RuntimeError):
+        with core.atomic_dir(target) as d:
+            (d / "a.txt").write_text("2")
+            raise RuntimeError("disk full")
+    assert (target / "a.txt").read_text() == "1"  # the old folder, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary left
+    with core.atomic_dir(target) as d:
+        (d / "b.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -104,9 +104,8 @@ def test_determinism(tok):
     torch.manual_seed(0); t2 = m(batch)["labels"]
     t3 = m(batch)["labels"]
     assert torch.equal(t1, t2) and not torch.equal(t1, t3)          # training: fresh masks, seeded by torch's RNG
-    with torch.no_grad():                                           # evaluation: fixed per block, any batch
-        e1 = m(batch)["labels"]
-        e2 = m({"input_ids": ids[10:20], "attention_mask": attn[10:20]})["labels"]
+    e1 = m(batch, training=False)["labels"]                         # evaluation: fixed per block, any batch
+    e2 = m({"input_ids": ids[10:20], "attention_mask": attn[10:20]}, training=False)["labels"]
     assert torch.equal(e1[10:20], e2)
 
 

@@ -205,6 +205,18 @@ def test_transform_hook_sees_every_batch():
     assert seen == [8] * 8
 
 
+def test_eval_transform_is_its_own_hook():
+    "Evaluation batches go through eval_transform (default: transform), training ones not."
+    seen = []
+    hook = lambda kind: lambda batch: (seen.append(kind), batch)[1]
+    fit(make(), TRAIN, TRAIN, config=cfg(max_steps=2, eval_every=2),
+        transform=hook("train"), eval_transform=hook("eval"))
+    assert seen[:2] == ["train", "train"] and set(seen[2:]) == {"eval"}
+    seen.clear()
+    fit(make(), TRAIN, TRAIN, config=cfg(max_steps=2, eval_every=2), transform=hook("train"))
+    assert seen[2:] and set(seen) == {"train"}  # no eval_transform: transform for both
+
+
 # ---------------------------------------------------------------- checkpoints and resume
 
 def test_checkpoint_roundtrip_and_rotation(tmp_path):
