@@ -2,7 +2,7 @@
 
 # %% ../chapters/07b_cli.ipynb #07bcli-003
 from __future__ import annotations
-import argparse, contextlib, errno, json, os, shutil, signal, sys, textwrap
+import argparse, contextlib, dataclasses, errno, json, os, shutil, signal, sys, textwrap
 import warnings
 from pathlib import Path
 from . import __version__
@@ -286,8 +286,12 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         kinds = {"long": block_size, "short": short or None}
         if args.task_corpus is not None:
             kinds["task"] = task_block
+        d = pick(args.dropout, 0.0)  # time the model as it will train
+        timed = dataclasses.replace(
+            config, hidden_dropout_prob=d, attention_probs_dropout_prob=d
+        )
         per_step = {
-            k: seconds_per_step(config, size, bs, precision)
+            k: seconds_per_step(timed, size, bs, precision)
             for k, size in kinds.items()
             if size
         }

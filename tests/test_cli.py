@@ -611,12 +611,17 @@ def test_pretrain_steps_fit_the_minutes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "QUICK", False)                         # sizes stay quick
     monkeypatch.setattr(cli, "_pretrain_steps", lambda device, precision: 1000)
     timed = []
-    monkeypatch.setattr(cli, "seconds_per_step", lambda c, size, bs, p: timed.append(size) or 0.01)
+    dropouts = []
+    def fake_timing(c, size, bs, p):
+        dropouts.append((c.hidden_dropout_prob, c.attention_probs_dropout_prob))
+        return timed.append(size) or 0.01
+    monkeypatch.setattr(cli, "seconds_per_step", fake_timing)
     corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
     base = ["pretrain", "--corpus", corpus, "--vocab-size", 300, "--block-size", 32,
             "--batch-size", 4, "--minutes", 0.002, "--out", tmp_path / "m"]
     m = run_ok(capsys, base)
     assert m["steps"] == 12 and m["steps_budget"]["max_steps"] == 12 and timed == [32]
+    assert dropouts == [(0.0, 0.0)]  # timed as it trains: pretraining's dropout (0)
     saved = json.loads((tmp_path / "m" / "steps.json").read_text())
     assert saved["minutes"] == 0.002 and saved["seconds_per_step"] == {"long": 0.01}
     assert "not both" in run_err(capsys, base[:-2] + ["--max-steps", 5, "--out", tmp_path / "n"])
