@@ -22,6 +22,8 @@ from encoder_book.data import (
 from encoder_book.finetuning import (
     BUDGET,
     KINDS,
+    LSTM_SMALL_SET_LR,
+    SMALL_SET,
     classification_report,
     classify,
     load_classifier,
@@ -1160,8 +1162,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--lr",
         type=_FLOAT,
-        help="peak learning rate; CPU and GPU: {:g} / {:g} / {:g}".format(
-            b["transformer"][5], b["lstm"][5], b["bow"][5]
+        help="peak learning rate; CPU and GPU: {:g} / {:g} ({:g} up to {:,} texts) / "
+        "{:g}".format(
+            b["transformer"][5],
+            b["lstm"][5],
+            LSTM_SMALL_SET_LR,
+            SMALL_SET,
+            b["bow"][5],
         ),
     )
     f.add_argument(

@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from encoder_book.prompting import PromptClassifier
 
 # %% auto #0
-__all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'BUDGET', 'QUICK_BUDGET',
-           'MLM_ARCHITECTURES', 'count_parameters', 'freeze_encoder', 'layerwise_lr_decay', 'LoRALinear', 'add_lora',
-           'merge_lora', 'finetune', 'attention_maps', 'plot_attention', 'error_groups', 'BowClassifier',
-           'choose_defaults', 'validation_split', 'train_classifier', 'load_classifier', 'classify', 'probabilities',
-           'classification_report', 'plot_confusion']
+__all__ = ['LORA_TARGETS', 'STRATEGIES', 'NEGATIONS', 'CONTRASTS', 'BOW_BUCKETS', 'KINDS', 'SMALL_SET', 'LSTM_SMALL_SET_LR',
+           'BUDGET', 'QUICK_BUDGET', 'MLM_ARCHITECTURES', 'count_parameters', 'freeze_encoder', 'layerwise_lr_decay',
+           'LoRALinear', 'add_lora', 'merge_lora', 'finetune', 'attention_maps', 'plot_attention', 'error_groups',
+           'BowClassifier', 'choose_defaults', 'validation_split', 'train_classifier', 'load_classifier', 'classify',
+           'probabilities', 'classification_report', 'plot_confusion']
 
 # %% ../chapters/07_fine_tuning.ipynb #07fine-027
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -432,8 +432,10 @@ KINDS = ("transformer", "lstm", "bow")
 # MIN_EPOCHS passes, at most MAX_EPOCHS; on a CPU at most CPU_TOKENS training tokens.
 # Early stopping on the validation slice ends a run that has stopped improving.
 # The LSTM learns slowly on a small set: at least 2,000 steps (which leaves SST-2's
-# 65k sentences at 2 epochs). Logistic regression (bow) moves a rare word's weight
-# only in the batches that hold it: a high rate.
+# 65k sentences at 2 epochs), and a higher rate up to SMALL_SET texts (chapter 7b
+# measures both). Logistic regression (bow) moves a rare word's weight only in the
+# batches that hold it: a high rate.
+SMALL_SET, LSTM_SMALL_SET_LR = 20_000, 1e-2
 BUDGET = {  # kind: (MIN_STEPS, MIN_EPOCHS, MAX_EPOCHS, CPU_TOKENS, batch, lr)
     "transformer": (1500, 3, 40, 3_500_000, 32, 3e-4),
     "lstm": (2000, 2, 40, 15_000_000, 64, 4e-3),
@@ -469,6 +471,8 @@ def choose_defaults(
         max(1, n_train if QUICK else n_train // 4),
     )
     d["batch_size"] = bs
+    if kind == "lstm" and n_train <= SMALL_SET and not QUICK:
+        lr = LSTM_SMALL_SET_LR
     d["lr"] = given.get("lr") or lr
     per_epoch = max(1, n_train // bs)
     if given.get("epochs") is not None:

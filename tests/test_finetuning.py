@@ -162,3 +162,18 @@ def test_error_groups():
     assert rows["contrast"]["sentences"] == 2 and rows["contrast"]["errors"] == 2
     assert rows["contrast"]["share_of_errors"] == 1.0
     assert rows["negation and contrast"]["sentences"] == 1 and rows["neither"]["sentences"] == 1
+
+
+def test_real_budgets_small_sets_and_sst2(monkeypatch):
+    "The real (not quick) defaults: small sets get more LSTM steps and rate; SST-2 keeps its recipe."
+    import encoder_book.finetuning as ft
+    monkeypatch.setattr(ft, "QUICK", False)
+    sst2 = 65_349  # SST-2's training file less the validation slice
+    lstm_big = ft.choose_defaults("lstm", sst2, [13] * sst2, "cpu")
+    assert lstm_big["epochs"] == 2 and lstm_big["lr"] == ft.BUDGET["lstm"][5] == 4e-3
+    assert ft.choose_defaults("transformer", sst2, [13] * sst2, "cpu")["epochs"] == 3
+    lstm_small = ft.choose_defaults("lstm", 7_624, [16] * 7_624, "cpu")
+    assert lstm_small["steps"] >= 2000 and lstm_small["lr"] == ft.LSTM_SMALL_SET_LR
+    assert ft.choose_defaults("lstm", ft.SMALL_SET + 1, [16] * 10, "cpu")["lr"] == 4e-3
+    assert ft.choose_defaults("lstm", 7_624, [16] * 10, "cpu", lr=0.5)["lr"] == 0.5  # given wins
+    assert ft.choose_defaults("bow", 7_624, [16] * 10, "cpu")["lr"] == 0.1
