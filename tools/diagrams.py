@@ -374,7 +374,7 @@ def pipeline() -> Svg:
         (["MLM pretraining", "WikiText-2, no labels"], "blue", "6"),
         (["fine-tuning on [CLS]", "SST-2 sentiment labels"], "green", "7"),
         (["encoder-book CLI", "tokenizer · pretrain · finetune · predict"], "grey",
-         "7.9"),
+         "7b"),
     ]
     y = 40
     for k, (lines, colour, ch) in enumerate(steps):
