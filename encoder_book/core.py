@@ -10,7 +10,7 @@ import torch
 
 # %% auto #0
 __all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write',
-           'atomic_dir', 'sha256', 'fetch', 'load_sst2', 'load_wikitext2', 'tiny_sentiment', 'tiny_corpus']
+           'atomic_dir', 'sha256', 'fetch', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
 QUICK: bool = os.environ.get("ENCODER_BOOK_QUICK", "0").lower() not in (
@@ -215,28 +215,6 @@ def fetch(name: str, path=None) -> Path:
                 " has changed"
             )
     return cached
-
-# %% ../chapters/00_setup.ipynb #00setu-016
-def load_sst2(split: str = "train", path=None) -> tuple[list[str], list[int]]:
-    """SST-2 sentences and 0/1 labels for split 'train' or 'dev' (the GLUE TSV files):
-    a shortcut for `encoder_book.data.load_labelled('sst2', split)`."""
-    from encoder_book.data import load_labelled  # chapter 0b: the one reader
-
-    # the labels as written (0 and 1), even in a file that holds only one of them
-    d = load_labelled("sst2" if path is None else path, split, label_names=["0", "1"])
-    return list(d.texts), list(d.labels)
-
-
-def load_wikitext2(split: str = "train", path=None) -> list[str]:
-    """WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' =
-    Heading = ' lines; a shortcut for `encoder_book.data.load_corpus('wikitext-2')`."""
-    from encoder_book.data import load_corpus
-
-    if split not in ("train", "valid", "test"):
-        raise ValueError(
-            f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}"
-        )
-    return load_corpus("wikitext-2" if path is None else path, split)
 
 # %% ../chapters/00_setup.ipynb #00setu-020
 _SUBJECTS = [

@@ -27,8 +27,9 @@ from encoder_book.core import (
 __all__ = ['INCOMPLETE', 'RUN_FILE', 'OUR_FILES', 'RAW_FILES', 'ARCHIVE_SHA256', 'HF_SOURCES', 'CORPORA', 'TEXT_COLUMNS',
            'LABEL_COLUMNS', 'PAIR_COLUMNS', 'LABELLED', 'PAIR_SETS', 'DataError', 'DataNotFound', 'ArgumentError',
            'read_text', 'prepare_out', 'publish', 'locate', 'load_corpus', 'LabelledData', 'load_label_names',
-           'load_labelled', 'load_unlabelled', 'pad_rows', 'Batchable', 'TokenizedData', 'pad_collate',
-           'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader', 'pack_corpus']
+           'load_labelled', 'load_unlabelled', 'load_sst2', 'load_wikitext2', 'pad_rows', 'Batchable', 'TokenizedData',
+           'pad_collate', 'tokenize_dataset', 'make_batches', 'padding_stats', 'iter_batches', 'dataloader',
+           'pack_corpus']
 
 # %% ../chapters/00b_data.ipynb #00bdat-006
 class DataError(ValueError):
@@ -869,6 +870,24 @@ def load_unlabelled(
         firsts.append(fields[0])
         seconds.append(fields[1])
     return firsts, seconds
+
+# %% ../chapters/00b_data.ipynb #00bdat-022b
+def load_sst2(split: str = "train", path=None) -> tuple[list[str], list[int]]:
+    """SST-2 sentences and 0/1 labels for split 'train' or 'dev' (the GLUE TSV files):
+    `load_labelled('sst2', split)` as two lists."""
+    # the labels as written (0 and 1), even in a file that holds only one of them
+    d = load_labelled("sst2" if path is None else path, split, label_names=["0", "1"])
+    return list(d.texts), list(d.labels)
+
+
+def load_wikitext2(split: str = "train", path=None) -> list[str]:
+    """WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' =
+    Heading = ' lines; `load_corpus('wikitext-2', split)`."""
+    if split not in ("train", "valid", "test"):
+        raise ValueError(
+            f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}"
+        )
+    return load_corpus("wikitext-2" if path is None else path, split)
 
 # %% ../chapters/00b_data.ipynb #00bdat-031
 def pad_rows(flat: np.ndarray | None, offsets, indices, fill: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import encoder_book.core as core
+import encoder_book.data as data
 
 
 def test_quick_switch(monkeypatch):
@@ -37,28 +38,28 @@ def isolated(tmp_path, monkeypatch):
 
 def test_offline_without_copy_is_one_clear_error(isolated):
     with pytest.raises(FileNotFoundError, match="ENCODER_BOOK_DATA"):
-        core.load_sst2("dev")
+        data.load_sst2("dev")
 
 
 def test_unknown_names_and_splits():
     with pytest.raises(ValueError, match="unknown data file"):
         core.fetch("nope.txt")
     with pytest.raises(ValueError, match="test split"):
-        core.load_sst2("test")
+        data.load_sst2("test")
     with pytest.raises(ValueError, match="split"):
-        core.load_wikitext2("dev")
+        data.load_wikitext2("dev")
 
 
 def test_explicit_and_local_paths(tmp_path, monkeypatch):
     f = tmp_path / "mine.tsv"
     f.write_text("sentence\tlabel\ngood film \t1\nbad\t0\n", encoding="utf-8")
-    assert core.load_sst2("dev", path=f) == (["good film ", "bad"], [1, 0])
+    assert data.load_sst2("dev", path=f) == (["good film ", "bad"], [1, 0])
     with pytest.raises(FileNotFoundError):
-        core.load_sst2("dev", path=tmp_path / "missing.tsv")
+        data.load_sst2("dev", path=tmp_path / "missing.tsv")
     (tmp_path / "data" / "wikitext2").mkdir(parents=True)
     (tmp_path / "data" / "wikitext2" / "wiki.valid.tokens").write_text("\n = T = \n\n a b \n", encoding="utf-8")
     monkeypatch.setenv("ENCODER_BOOK_DATA", str(tmp_path / "data"))
-    assert core.load_wikitext2("valid") == ["= T =", "a b"]
+    assert data.load_wikitext2("valid") == ["= T =", "a b"]
 
 
 def _zip_with(member, content):
@@ -76,8 +77,8 @@ def test_download_checks_sha_and_caches(isolated, monkeypatch):
         calls.append(url); dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(_zip_with("SST-2/dev.tsv", content))
     monkeypatch.setattr(core, "_download", fake_download)
-    assert core.load_sst2("dev") == (["fine"], [1])
-    assert core.load_sst2("dev") == (["fine"], [1]) and len(calls) == 1      # second time: from the cache
+    assert data.load_sst2("dev") == (["fine"], [1])
+    assert data.load_sst2("dev") == (["fine"], [1]) and len(calls) == 1      # second time: from the cache
     assert not list((isolated / "cache").rglob("*.part"))
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from encoder_book.core import data_dir, load_sst2, load_wikitext2
+from encoder_book.core import data_dir
+from encoder_book.data import load_sst2, load_wikitext2
 from encoder_book.tokenizer import (
     SPECIAL_TOKENS,
     WordPieceTokenizer,
