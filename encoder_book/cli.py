@@ -267,6 +267,7 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         raise DataNotFound(f"--task-corpus {args.task_corpus}: no such file")
     prepare_out(out, "pretrain", overwrite=args.overwrite, resume=args.resume)
     short = pick(args.short_block_size, 64 if block_size > 64 else 0)
+    dropout = pick(args.dropout, 0.0)  # while pretraining; the saved config keeps 0.1
     config = pt.small_config(
         vocab_size,
         max_position_embeddings=max(512, block_size),
@@ -288,9 +289,8 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         kinds = {"long": block_size, "short": short or None}
         if args.task_corpus is not None:
             kinds["task"] = task_block
-        d = pick(args.dropout, 0.0)  # time the model as it will train
-        timed = dataclasses.replace(
-            config, hidden_dropout_prob=d, attention_probs_dropout_prob=d
+        timed = dataclasses.replace(  # time the model as it will train
+            config, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
         )
         per_step = {
             k: seconds_per_step(timed, size, bs, precision)
@@ -335,7 +335,7 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
             max_steps=None if stages else max_steps,
             stages=stages,
             short_block_size=short or None,
-            dropout=pick(args.dropout, 0.0),
+            dropout=dropout,
             precision=precision,
             unk_as_special_token=True,  # WikiText's <unk>: one token, never a target
             seed=args.seed,

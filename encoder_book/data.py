@@ -883,11 +883,7 @@ def load_sst2(split: str = "train", path=None) -> tuple[list[str], list[int]]:
 def load_wikitext2(split: str = "train", path=None) -> list[str]:
     """WikiText-2 (tokenized v1 release) as its non-empty lines: paragraphs and ' =
     Heading = ' lines; `load_corpus('wikitext-2', split)`."""
-    if split not in ("train", "valid", "test"):
-        raise ValueError(
-            f"WikiText-2 split must be 'train', 'valid' or 'test', not {split!r}"
-        )
-    return load_corpus("wikitext-2" if path is None else path, split)
+    return load_corpus("wikitext-2", split, path=path)
 
 # %% ../chapters/00b_data.ipynb #00bdat-031
 def pad_rows(flat: np.ndarray | None, offsets, indices, fill: int) -> torch.Tensor:
