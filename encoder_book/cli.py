@@ -283,7 +283,7 @@ def cmd_pretrain(args, stop: GracefulStop | None = None) -> dict:
         args.max_steps is None
         and device.startswith("cpu")
         and not QUICK
-        and args.objective == "mlm"
+        and args.objective != "electra"
     ):  # steps that fit the minutes on this machine, measured now
         bs = pick(args.batch_size, 32)
         kinds = {"long": block_size, "short": short or None}
@@ -1050,10 +1050,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="default: 0")
     q.add_argument(
         "--objective",
-        choices=["mlm", "electra"],
+        choices=["mlm", "electra", "mlm+sop"],
         default="mlm",
-        help="mlm (BERT's) or electra (a small MLM generator and a replaced-token "
-        "discriminator; OUT holds the discriminator, OUT/generator the MLM)",
+        help="mlm (BERT's), electra (a small MLM generator and a replaced-token "
+        "discriminator; OUT holds the discriminator, OUT/generator the MLM) or "
+        "mlm+sop (MLM and ALBERT's sentence-order task; OUT is a BertForPreTraining)",
     )
     q.add_argument(
         "--positions",

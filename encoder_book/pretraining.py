@@ -34,6 +34,8 @@ from encoder_book.data import (
 from encoder_book.bert import (
     BertConfig,
     BertForMaskedLM,
+    BertForPreTraining,
+    BertForPreTrainingOutput,
     BertModel,
     MaskedLMOutput,
     save_roformer,
@@ -44,10 +46,10 @@ from .tokenizer import WordPieceTokenizer
 from .train import TrainConfig, _autocast, dist_info, fit, init_distributed
 
 # %% auto #0
-__all__ = ['KINDS', 'LABELLED_SUFFIXES', 'UNK_MARK', 'SCHEDULES', 'OBJECTIVES', 'mark_documents', 'MLMMasker',
+__all__ = ['KINDS', 'LABELLED_SUFFIXES', 'UNK_MARK', 'SCHEDULES', 'OBJECTIVES', 'SOP_STOPS', 'mark_documents', 'MLMMasker',
            'SparseBertForMaskedLM', 'small_config', 'sinusoidal_init', 'mlm_accuracy', 'evaluate_mlm', 'fill_mask',
            'load_texts', 'has_valid_split', 'unk_as_special', 'cpu_has_native_bf16', 'pretrain_precision', 'pretrain',
-           'generator_config', 'ElectraPretrainer']
+           'generator_config', 'ElectraPretrainer', 'sentence_order_pairs', 'SparseBertForPreTraining', 'sop_accuracy']
 
 # %% ../chapters/06_pretraining.ipynb #06pret-009
 _TITLE = re.compile(
@@ -271,7 +273,7 @@ KINDS = ("mask", "random", "kept")  # what the model saw at a target position
 
 @torch.no_grad()
 def evaluate_mlm(
-    model: BertForMaskedLM,
+    model: BertForMaskedLM | BertForPreTraining,
     data: TokenizedData,
     masker: MLMMasker,
     batch_size: int = 128,
@@ -292,7 +294,8 @@ def evaluate_mlm(
         labels = batch.pop("labels")
         keep = labels != -100  # (batch, seq)
         with _autocast(device, precision):
-            if isinstance(model, BertForMaskedLM):  # score only the masked positions
+            if isinstance(model, (BertForMaskedLM, BertForPreTraining)):
+                # score only the masked positions
                 hidden = model.bert(
                     batch["input_ids"],
                     batch.get("attention_mask"),
@@ -427,7 +430,7 @@ def pretrain_precision(device: str, precision: str = "auto") -> str:
 
 # %% ../chapters/06_pretraining.ipynb #06pret-038
 SCHEDULES = ("linear", "one-cycle")
-OBJECTIVES = ("mlm", "electra")
+OBJECTIVES = ("mlm", "electra", "mlm+sop")
 
 
 def _train_config(
@@ -513,7 +516,8 @@ def pretrain(
     text_column: str | None = None,
     unk_as_special_token: bool = False,
 ) -> dict:
-    "Pretrain a BERT (MLM or ELECTRA) on one or more corpora; save an HF-style folder."
+    """Pretrain a BERT (MLM, MLM + sentence order, or ELECTRA) on one or more corpora;
+    save an HF-style folder."""
     # 0. arguments, all checked before anything is read or written
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
@@ -587,7 +591,10 @@ def pretrain(
     # 2. blocks of block_size tokens, [CLS] ... [SEP], with a [SEP] between articles
     def blocks(ts: Sequence[str], size: int) -> TokenizedData:
         ts = unk_as_special(ts, unk) if unk_as_special_token else ts
-        return pack_corpus(tokenizer, mark_documents(ts), size)
+        packed = pack_corpus(tokenizer, mark_documents(ts), size)
+        if objective == "mlm+sop":  # [CLS] A [SEP] B [SEP], B and A swapped for half
+            return sentence_order_pairs(packed, tokenizer, seed)
+        return packed
 
     def sample(data: TokenizedData) -> TokenizedData:
         if eval_blocks is None or eval_blocks >= len(data):
@@ -614,8 +621,12 @@ def pretrain(
         )
     )
     set_seed(seed)
-    model: ElectraPretrainer | BertForMaskedLM
-    if objective == "electra":
+    model: ElectraPretrainer | BertForMaskedLM | BertForPreTraining
+    if objective == "mlm+sop":
+        model = (SparseBertForPreTraining if sparse_prediction else BertForPreTraining)(
+            train_model_config
+        )
+    elif objective == "electra":
         gen = generator_config(train_model_config, generator_layers)
         model = ElectraPretrainer(
             train_model_config, gen, rtd_weight, sparse_prediction
@@ -627,6 +638,15 @@ def pretrain(
     if position_init == "sinusoidal":
         sinusoidal_init(model)
     masker = MLMMasker(tokenizer, whole_word=whole_word_mask, seed=seed)
+
+    def transform(batch: dict, training: bool = True) -> dict:
+        "Masks for a batch; with sentence order, its labels become the order's."
+        if objective != "mlm+sop":
+            return masker(batch, training=training)
+        batch = dict(batch)
+        order = batch.pop("labels")  # (batch,): 0 in order, 1 swapped
+        return {**masker(batch, training=training), "next_sentence_label": order}
+
     # 4. the stages: [(data, steps, block size)], short blocks first if asked
     bs = (
         batch_size
@@ -652,7 +672,7 @@ def pretrain(
         runs.append((c, data, steps, size))
     total = sum(r[2] for r in runs)
     # one MLM stage trains in out_dir itself; more stages (or ELECTRA) under training/
-    single = len(runs) == 1 and objective == "mlm"
+    single = len(runs) == 1 and objective != "electra"
     done, seconds, tokens, history, cfg = 0, 0.0, 0, None, None
     stop_after = train_config.stop_after if train_config is not None else None
     for i, (c, data, steps, size) in enumerate(runs):
@@ -685,8 +705,8 @@ def pretrain(
             cfg,
             out_dir=where,
             resume=resume,
-            transform=masker,  # fresh masks for every training batch
-            eval_transform=lambda b: masker(b, training=False),  # fixed per block
+            transform=transform,  # fresh masks for every training batch
+            eval_transform=lambda b: transform(b, training=False),  # fixed per block
         )
         stage_steps = max([r["step"] for r in history], default=0)
         seconds += history.train_seconds
@@ -740,7 +760,10 @@ def pretrain(
         return metrics
     # 5. the files: the encoder HF loads (dropout as configured for fine-tuning)
     if info.main:
-        if isinstance(model, BertForMaskedLM):
+        if isinstance(model, BertForPreTraining):  # HF's BertForPreTraining names
+            model.config = config
+            model.save_pretrained(out)
+        elif isinstance(model, BertForMaskedLM):
             model.config = config
             model.save_pretrained(out)
             if config.roformer_compatible:
@@ -759,7 +782,11 @@ def pretrain(
         # the last stage's settings (TrainConfig fills eval_batch_size in)
         assert cfg is not None and cfg.eval_batch_size is not None
         valid_data = blocks(valid, block_size)
-        mlm = model if isinstance(model, BertForMaskedLM) else model.generator
+        mlm = (
+            model
+            if isinstance(model, (BertForMaskedLM, BertForPreTraining))
+            else model.generator
+        )
         result = evaluate_mlm(
             mlm, valid_data, masker, cfg.eval_batch_size, cfg.precision
         )
@@ -775,7 +802,11 @@ def pretrain(
         for kind in KINDS:
             metrics[f"{prefix}{kind}_accuracy"] = result[f"{kind}_accuracy"]
             metrics[f"{prefix}{kind}_tokens"] = result[f"{kind}_tokens"]
-        if not isinstance(model, BertForMaskedLM):  # ELECTRA: its discriminator too
+        if isinstance(model, BertForPreTraining):
+            metrics["eval_sop_accuracy"] = sop_accuracy(
+                model, valid_data, cfg.eval_batch_size
+            )
+        if not isinstance(model, (BertForMaskedLM, BertForPreTraining)):  # ELECTRA
             some = sample(valid_data)
             idx = np.arange(min(len(some), cfg.eval_batch_size))
             batch = masker(some.collate(idx), training=False)
@@ -946,3 +977,115 @@ class ElectraPretrainer(nn.Module):
         }
         atomic_write(d / "config.json", json.dumps(hf, indent=2) + "\n")
         return d
+
+# %% ../chapters/06_pretraining.ipynb #f0b5fac6
+SOP_STOPS = (".", "!", "?")  # a cut after one of these ends a sentence
+
+
+def sentence_order_pairs(
+    blocks: TokenizedData, tokenizer, seed: int = 0
+) -> TokenizedData:
+    """ALBERT's sentence-order pairs from packed blocks [CLS] x [SEP]: each becomes
+    [CLS] A [SEP] B [SEP] of the same length, A and B the two parts of x cut at a
+    sentence end near a random point of its middle half (a word start if there is
+    none), swapped for half of the blocks; labels 0 in order, 1 swapped; token_type_ids
+    0 up to the middle [SEP], 1 after it."""
+    sizes = set(blocks.lengths.tolist())
+    if len(sizes) != 1 or min(sizes) < 8:
+        raise ValueError("sentence_order_pairs needs blocks of one length, at least 8")
+    size = sizes.pop()
+    n = len(blocks)
+    ids = blocks.ids.reshape(n, size)  # (blocks, size)
+    body = ids[:, 1:-2]  # (blocks, size - 3): the last token gives way to a [SEP]
+    m = body.shape[1]
+    vocab = tokenizer.get_vocab()
+    stops = np.array([vocab[s] for s in SOP_STOPS if s in vocab], dtype=ids.dtype)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+    inside = np.array([p.startswith("##") for p in pieces])  # continues a word
+    rng = np.random.default_rng(seed)
+    swap = rng.integers(0, 2, n)  # (blocks,) 1: B comes first
+    targets = rng.integers(m // 4, 3 * m // 4 + 1, n)  # (blocks,)
+    lo, hi = m // 4, 3 * m // 4
+    out = np.empty_like(ids)
+    types = np.zeros((n, size), dtype=np.int8)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for i in range(n):
+        row, target = body[i], targets[i]
+        ends = np.flatnonzero(np.isin(row[lo:hi], stops)) + lo + 1  # cuts after a stop
+        if len(ends):
+            cut = int(ends[np.argmin(np.abs(ends - target))])
+        else:
+            cut = int(target)
+            while cut < hi and inside[row[cut]]:
+                cut += 1
+        a, b = row[:cut], row[cut:]
+        if swap[i]:
+            a, b = b, a
+        out[i] = np.concatenate([[cls_id], a, [sep_id], b, [sep_id]])
+        types[i, len(a) + 2 :] = 1
+    return TokenizedData(
+        out.reshape(-1),
+        blocks.offsets.copy(),
+        types.reshape(-1),
+        swap.astype(np.int64),
+        blocks.pad_token_id,
+    )
+
+
+class SparseBertForPreTraining(BertForPreTraining):
+    """BertForPreTraining (MLM + a two-way [CLS] head) that scores only the masked
+    positions when training."""
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        next_sentence_label: Tensor | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> BertForPreTrainingOutput | tuple:
+        if (
+            labels is None
+            or next_sentence_label is None
+            or not self.training
+            or args
+            or kwargs
+        ):
+            return super().forward(
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                labels,
+                next_sentence_label,
+                *args,
+                **kwargs,
+            )
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        keep = labels != -100  # (batch, seq)
+        scores = self.cls(
+            out.last_hidden_state[keep], self.bert.embeddings.word_embeddings.weight
+        )  # (masked, vocab)
+        order = self.seq_relationship(out.pooler_output)  # (batch, 2)
+        loss = F.cross_entropy(scores.float(), labels[keep]) + F.cross_entropy(
+            order.float(), next_sentence_label
+        )
+        return BertForPreTrainingOutput(scores, order, loss)
+
+
+@torch.no_grad()
+def sop_accuracy(
+    model: BertForPreTraining, data: TokenizedData, batch_size: int = 128
+) -> float:
+    "How often the [CLS] head tells swapped pairs from ordered ones (unmasked text)."
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    right = 0
+    for idx in make_batches(data.lengths, batch_size, shuffle=False, bucket=True):
+        batch = {k: v.to(device) for k, v in data.collate(idx).items()}
+        order = batch.pop("labels")
+        pooled = model.bert(**batch).pooler_output  # (batch, hidden)
+        right += int((model.seq_relationship(pooled).argmax(-1) == order).sum())
+    model.train(was_training)
+    return right / max(1, len(data))

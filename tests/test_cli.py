@@ -424,6 +424,22 @@ def test_pretrain_electra_absolute_positions(tmp_path, capsys):
     assert "--objective" in err
 
 
+def test_pretrain_mlm_sop_then_finetune_pairs(tmp_path, capsys):
+    "--objective mlm+sop saves a BertForPreTraining that finetune --init starts from."
+    m = run_ok(capsys, ["pretrain", "--corpus", "tiny", "--out", tmp_path / "s", "--max-steps", 3,
+                        "--objective", "mlm+sop", "-q"])
+    assert m["objective"] == "mlm+sop" and m["finished"] and 0 <= m["eval_sop_accuracy"] <= 1
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["architectures"] == ["BertForPreTraining"]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"the film is good .\tit was {w} .\t{i % 2}\n" for i, w in enumerate(["fine", "bad"] * 12)))
+    f = run_ok(capsys, ["finetune", "--task", "pair", "--train", pairs, "--dev", pairs,
+                        "--model", "transformer", "--init", tmp_path / "s", "--epochs", 1,
+                        "--out", tmp_path / "clf", "-q"])
+    assert f["pairs"] and 0 <= f["dev_accuracy"] <= 1
+
+
 def test_python_dash_m_encoder_book():
     "`python -m encoder_book` is the same command as `encoder-book`."
     r = subprocess.run([sys.executable, "-m", "encoder_book", "--version"], capture_output=True,

@@ -246,3 +246,95 @@ def test_torchrun_two_processes(tmp_path):
     assert results[0]["world_size"] == 2 and results[0]["steps"] == 4
     for name in ("config.json", "model.safetensors", "vocab.txt", "metrics.json"):
         assert (tmp_path / "ddp" / name).is_file(), name
+
+
+# --- sentence-order prediction (ALBERT's SOP) -------------------------------------------
+
+def packed_blocks(tok, size=32):
+    from encoder_book.data import pack_corpus
+    from encoder_book.pretraining import load_texts
+    return pack_corpus(tok, mark_documents(load_texts("tiny", "train")), size, cache=False)
+
+
+def test_sentence_order_pairs_rebuild_the_blocks(tok):
+    import numpy as np
+
+    from encoder_book.data import TokenizedData
+    from encoder_book.pretraining import sentence_order_pairs
+    blocks = packed_blocks(tok)
+    pairs = sentence_order_pairs(blocks, tok, seed=0)
+    n, size = len(blocks), 32
+    ids, out = blocks.ids.reshape(n, size), pairs.ids.reshape(n, size)
+    types = pairs.type_ids.reshape(n, size)
+    assert pairs.labels.tolist() == sentence_order_pairs(blocks, tok, seed=0).labels.tolist()
+    assert pairs.labels.tolist() != sentence_order_pairs(blocks, tok, seed=1).labels.tolist()
+    assert 0.35 < pairs.labels.mean() < 0.65 and set(pairs.labels.tolist()) == {0, 1}
+    stops = {tok.convert_tokens_to_ids(s) for s in (".", "!", "?")}
+    at_stop = 0
+    for i in range(n):
+        row = out[i]
+        seps = [k for k, t in enumerate(row.tolist()) if t == tok.sep_token_id]
+        assert row[0] == tok.cls_token_id and seps[-1] == size - 1
+        mid = seps[-2]
+        a, b = row[1:mid], row[mid + 1:-1]
+        first, second = (b, a) if pairs.labels[i] else (a, b)
+        # the two parts are the block's text (less its last token), cut once
+        assert first.tolist() + second.tolist() == ids[i, 1:-2].tolist()
+        assert len(first) >= (size - 3) // 4 and len(second) >= (size - 3) // 4 - 1
+        assert types[i, : mid + 1].tolist() == [0] * (mid + 1)
+        assert types[i, mid + 1:].tolist() == [1] * (size - mid - 1)
+        at_stop += int(first[-1]) in stops
+    assert at_stop > n // 2              # most cuts end a sentence
+    uneven = TokenizedData(blocks.ids[:50], np.array([0, 20, 50]), None, None, 0)
+    with pytest.raises(ValueError, match="one length"):
+        sentence_order_pairs(uneven, tok)
+
+
+def test_sparse_pretraining_model_same_loss_and_gradients(tok):
+    from encoder_book.bert import BertForPreTraining
+    from encoder_book.pretraining import SparseBertForPreTraining, sentence_order_pairs
+    torch.manual_seed(0)
+    cfg = tiny_config(tok.vocab_size, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    sparse = SparseBertForPreTraining(cfg)
+    full = BertForPreTraining(cfg)
+    full.load_state_dict(sparse.state_dict())
+    pairs = sentence_order_pairs(packed_blocks(tok), tok)
+    batch = pairs.collate(list(range(8)))
+    order = batch.pop("labels")
+    batch = {**MLMMasker(tok)(batch), "next_sentence_label": order}
+    a, b = sparse(**batch), full(**batch)
+    assert a.prediction_logits.shape[0] == int((batch["labels"] != -100).sum())
+    torch.testing.assert_close(a.loss, b.loss)
+    a.loss.backward(); b.loss.backward()
+    for (name, p), q in zip(sparse.named_parameters(), full.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    assert sparse.bert.pooler.dense.weight.grad.abs().sum() > 0    # SOP trains the pooler
+
+
+def test_pretrain_mlm_sop_loads_in_hf(tmp_path, tok):
+    transformers = pytest.importorskip("transformers")
+    from encoder_book.bert import (
+        BertForMaskedLM,
+        BertForPreTraining,
+        BertForSequenceClassification,
+    )
+    out = tmp_path / "sop"
+    cfg = TrainConfig(device="cpu", batch_size=8, eval_batch_size=32, lr=2e-3, save_every=3, progress=False)
+    m = pretrain("tiny", out, tokenizer=tok, train_config=cfg, block_size=32, progress=False, max_steps=6,
+                 objective="mlm+sop", config=tiny_config(1, position_embedding_type="absolute"))
+    assert m["finished"] and m["objective"] == "mlm+sop" and 0 <= m["eval_sop_accuracy"] <= 1
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
+    hf = transformers.BertForPreTraining.from_pretrained(out).eval()
+    ours = BertForPreTraining.from_pretrained(out).eval()
+    enc = tok(["the film is [MASK] ."], ["so it was ."], return_tensors="pt")
+    with torch.no_grad():
+        a, b = hf(**enc), ours(**enc)
+    torch.testing.assert_close(a.prediction_logits, b.prediction_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a.seq_relationship_logits, b.seq_relationship_logits, atol=1e-5, rtol=1e-4)
+    # the folder serves fine-tuning (pooler included) and prompts (MLM head) as well
+    with pytest.warns(UserWarning, match="not in the checkpoint"):     # only the new classifier
+        cls = BertForSequenceClassification.from_pretrained(out, num_labels=2)
+    torch.testing.assert_close(cls.bert.pooler.dense.weight, ours.bert.pooler.dense.weight)
+    mlm = BertForMaskedLM.from_pretrained(out)
+    torch.testing.assert_close(mlm.cls.bias, ours.cls.bias)
+    torch.testing.assert_close(mlm.cls.dense.weight, ours.cls.dense.weight)
