@@ -2,14 +2,14 @@
 
 # %% ../chapters/00_setup.ipynb #00setu-003
 from __future__ import annotations
-import hashlib, os, random, shutil, tempfile, urllib.request, zipfile
+import hashlib, os, random, shutil, tempfile, textwrap, urllib.request, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['QUICK', 'FILES', 'quick', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write',
+__all__ = ['QUICK', 'FILES', 'quick', 'say', 'set_seed', 'get_device', 'data_dir', 'cache_dir', 'atomic_path', 'atomic_write',
            'atomic_dir', 'sha256', 'fetch', 'tiny_sentiment', 'tiny_corpus']
 
 # %% ../chapters/00_setup.ipynb #00setu-005
@@ -25,6 +25,11 @@ def quick(real, small):
     """Pick the real setting, or the small one when quick mode (`ENCODER_BOOK_QUICK=1`)
     is on."""
     return small if QUICK else real
+
+
+def say(text, width: int = 88) -> None:
+    "Print `text` wrapped to the page's 88 columns, later lines indented."
+    print(textwrap.fill(str(text), width, subsequent_indent="    "))
 
 # %% ../chapters/00_setup.ipynb #00setu-008
 def set_seed(seed: int = 0) -> None:
