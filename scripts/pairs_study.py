@@ -47,7 +47,9 @@ def parse() -> argparse.Namespace:
         "--arms",
         nargs="+",
         default=["scratch", "lstm", "pretrained"],
-        choices=["scratch", "lstm", "pretrained"],
+        choices=["scratch", "lstm", "pretrained", "pretrained-sop"],
+        help="pretrained-sop: pretrained with MLM and sentence order (--objective "
+        "mlm+sop), as many steps as the MLM-only encoder",
     )
     p.add_argument("--pretrain-steps", type=int, default=1500)
     p.add_argument("--jobs", type=int, default=2, help="fine-tunes at once")
@@ -99,6 +101,41 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "encoder_book.cli", *map(str, args)]
 
 
+def pretrained_encoder(a, pre: Path, flags: list[str], env: dict) -> dict:
+    """`encoder-book pretrain` on WikiText-2 for --pretrain-steps into `pre` (read back
+    when it has finished before), and the summary's record of it."""
+    if a.no_run and not (pre / "metrics.json").is_file():
+        sys.exit(f"pairs_study: --no-run, and {pre.name} is not there")
+    if not (pre / "metrics.json").is_file() or (pre / "INCOMPLETE").exists():
+        cmd = cli("pretrain", "--corpus", "wikitext-2", "--out", pre, "-q", *flags)
+        cmd += ["--max-steps", str(a.pretrain_steps)]
+        cmd += ["--resume"] if (pre / "vocab.txt").exists() else ["--overwrite"]
+        log("running: " + " ".join(cmd[2:]))
+        t0 = time.perf_counter()
+        with open(pre.parent / f"{pre.name}.log", "a") as f:
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        if r.returncode:
+            sys.exit(f"pairs_study: pretrain failed (exit {r.returncode})")
+        (pre.parent / f"{pre.name}_wall.json").write_text(
+            json.dumps({"wall_seconds": time.perf_counter() - t0})
+        )
+    m = json.loads((pre / "metrics.json").read_text())
+    wall = pre.parent / f"{pre.name}_wall.json"
+    keys = ("steps", "train_seconds", "precision", "threads", "params")
+    rec = {k: m.get(k) for k in keys}
+    rec["stages"] = [
+        {"steps": s["steps"], "block_size": s["block_size"]} for s in m["stages"]
+    ]
+    rec["eval_masked_accuracy"] = m.get("eval_mask_accuracy")
+    if "eval_sop_accuracy" in m:
+        rec["eval_sop_accuracy"] = m["eval_sop_accuracy"]
+    rec["wall_seconds"] = (
+        json.loads(wall.read_text())["wall_seconds"] if wall.is_file() else None
+    )
+    log(f"{pre.name}: {rec}")
+    return rec
+
+
 def main() -> int:
     a = parse()
     out, data = Path(a.out), Path(a.data)
@@ -107,42 +144,17 @@ def main() -> int:
     env.pop("ENCODER_BOOK_QUICK", None)
     threads = a.threads or max(1, (os.cpu_count() or 2) // max(1, a.jobs))
     env["OMP_NUM_THREADS"] = str(threads)
-    pre = out / "pretrained"
-    pretrain = None
+    pre, pre_sop = out / "pretrained", out / "pretrained-sop"
+    pretrain = sop = None
     if "pretrained" in a.arms:
-        if a.no_run and not (pre / "metrics.json").is_file():
-            sys.exit("pairs_study: --no-run, and the pretrained encoder is not there")
-        if not (pre / "metrics.json").is_file() or (pre / "INCOMPLETE").exists():
-            cmd = cli("pretrain", "--corpus", "wikitext-2", "--out", pre, "-q")
-            cmd += ["--max-steps", str(a.pretrain_steps)]
-            cmd += ["--resume"] if (pre / "vocab.txt").exists() else ["--overwrite"]
-            log("running: " + " ".join(cmd[2:]))
-            t0 = time.perf_counter()
-            with open(out / "pretrain.log", "a") as f:
-                r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-            if r.returncode:
-                sys.exit(f"pairs_study: pretrain failed (exit {r.returncode})")
-            (out / "pretrain_wall.json").write_text(
-                json.dumps({"wall_seconds": time.perf_counter() - t0})
-            )
-        m = json.loads((pre / "metrics.json").read_text())
-        wall = out / "pretrain_wall.json"
-        pretrain = {
-            k: m.get(k)
-            for k in ("steps", "train_seconds", "precision", "threads", "params")
-        }
-        pretrain["stages"] = [
-            {"steps": s["steps"], "block_size": s["block_size"]} for s in m["stages"]
-        ]
-        pretrain["eval_masked_accuracy"] = m.get("eval_mask_accuracy")
-        pretrain["wall_seconds"] = (
-            json.loads(wall.read_text())["wall_seconds"] if wall.is_file() else None
-        )
-        log(f"pretrained: {pretrain}")
+        pretrain = pretrained_encoder(a, pre, [], env)
+    if "pretrained-sop" in a.arms:
+        sop = pretrained_encoder(a, pre_sop, ["--objective", "mlm+sop"], env)
     extra = {
         "scratch": ["--model", "transformer"],
         "lstm": ["--model", "lstm"],
         "pretrained": ["--model", "transformer", "--init", pre],
+        "pretrained-sop": ["--model", "transformer", "--init", pre_sop],
     }
     queue, runs = [], []
     for task in a.tasks:
@@ -282,6 +294,7 @@ def main() -> int:
             t: {arm: len(v) for arm, v in arms.items()} for t, arms in results.items()
         },
         "pretrain": pretrain,
+        "pretrain_sop": sop,
         "results": results,
         "segment_embeddings": segments,
         "threads_per_job": threads,
