@@ -885,9 +885,9 @@ example:
   {}"""
 
 
-def _positive(kind):
-    """An argparse type: a number above zero (0 and negatives are errors naming the
-    flag)."""
+def _positive(kind, zero: bool = False):
+    """An argparse type: a number above zero, or at least zero with `zero=True`
+    (anything below is an error naming the flag)."""
 
     def parse(text: str):
         try:
@@ -896,8 +896,9 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(
                 f"expected a {kind.__name__}, got {text!r}"
             ) from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        if not (v >= 0 if zero else v > 0):
+            bound = "0 or more" if zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return v
 
     parse.__name__ = kind.__name__
@@ -912,6 +913,7 @@ def _fraction(text: str) -> float:
 
 
 _INT, _FLOAT = _positive(int), _positive(float)
+_COUNT = _positive(int, zero=True)  # 0 is a value: "none" or "off"
 
 
 def _prompt_flags(p: argparse.ArgumentParser) -> None:
@@ -1096,7 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--short-block-size",
-        type=_INT,
+        type=_COUNT,
         help="the first 90%% of the first stage's steps on blocks this long (0: off); "
         "default 64 when --block-size is longer",
     )

@@ -610,6 +610,19 @@ def test_pretrain_task_block_size(tmp_path, capsys):
     assert m["stages"][-1]["block_size"] == 16 and m["finished"]
 
 
+def test_pretrain_short_blocks_off(tmp_path, capsys):
+    "--short-block-size 0 turns the short first blocks off (chapter 6's own recipe)."
+    corpus = tmp_path / "c.txt"; corpus.write_text("\n".join(tiny_corpus(40)) + "\n")
+    base = ["pretrain", "--corpus", corpus, "--max-steps", 4, "--vocab-size", 300,
+            "--block-size", 128]
+    m = run_ok(capsys, base + ["--out", tmp_path / "a", "-q"])
+    assert [s["block_size"] for s in m["stages"]] == [64, 128]     # the default: short first
+    m = run_ok(capsys, base + ["--short-block-size", 0, "--dropout", 0.1, "--out", tmp_path / "b",
+                               "-q"])
+    assert [s["block_size"] for s in m["stages"]] == [128] and m["dropout"] == 0.1
+    assert "0 or more" in run_err(capsys, base + ["--short-block-size", -1, "--out", tmp_path / "c"])
+
+
 def test_pretrain_steps_fit_the_minutes(tmp_path, capsys, monkeypatch):
     import encoder_book.cli as cli
     from encoder_book.pretraining import small_config
